@@ -1,0 +1,178 @@
+"""The programmatic API, mirroring timm/torchvision: list, get, run, load, evaluate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from zoo import config as configs
+from zoo.errors import ZooError
+from zoo.plugin import Plugin
+from zoo.registry import PluginEntry, default_registry
+from zoo.runs import CONFIG_FILE, RunContext, RunRecord, new_run_dir, read_run, write_json
+from zoo.settings import SETTING_NAMES, RunSettings
+
+
+def list_plugins(
+    pattern: str | None = None, *, task: str | None = None, include_broken: bool = False
+) -> list[PluginEntry]:
+    """Registered plugins, e.g. ``list_plugins("*gan*")`` or ``list_plugins(task="classify")``."""
+    return default_registry().list(pattern, task=task, include_broken=include_broken)
+
+
+def get_plugin(name: str) -> type[Plugin]:
+    """The plugin class for ``name``; unknown names raise UnknownPluginError."""
+    return default_registry().get(name)
+
+
+@attrs.frozen
+class Prepared:
+    """A validated plugin config and run settings, ready to execute."""
+
+    plugin: type[Plugin]
+    config: Any
+    settings: RunSettings
+
+
+def prepare(
+    name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str
+) -> Prepared:
+    """Split flat values into the plugin's Config and the run settings, validating both."""
+    plugin = get_plugin(name)
+    known = SETTING_NAMES | {spec.name for spec in configs.field_specs(plugin.Config)}
+    unknown = [key for key in values if key not in known]
+    if unknown:
+        raise configs.ConfigError(configs.unknown_key_message(unknown[0], known, label))
+    plugin_values = {k: v for k, v in values.items() if k not in SETTING_NAMES}
+    setting_values = {**plugin.defaults, **{k: v for k, v in values.items() if k in SETTING_NAMES}}
+    return Prepared(
+        plugin=plugin,
+        config=configs.build(plugin.Config, plugin_values, label=label),
+        settings=configs.build(RunSettings, setting_values, label=label),
+    )
+
+
+@attrs.frozen
+class RunResult:
+    path: Path
+    metrics: dict[str, Any]  # the last epoch's record
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return read_run(self.path).history
+
+
+def execute(prepared: Prepared) -> RunResult:
+    """Create the run folder, write config.json and let the plugin do its job."""
+    info = prepared.plugin.info
+    path = new_run_dir(prepared.settings.out, info.name)
+    write_json(
+        path / CONFIG_FILE,
+        {
+            "plugin": info.name,
+            "plugin_version": info.version,
+            "task": info.task,
+            "config": configs.to_dict(prepared.config),
+            "settings": configs.to_dict(prepared.settings),
+            "python": sys.version.split()[0],
+        },
+    )
+    plugin = prepared.plugin(prepared.config)
+    try:
+        metrics = plugin.execute(RunContext(path, info.name, prepared.settings))
+    except ZooError:
+        _remove_if_empty(path)
+        raise
+    return RunResult(path, dict(metrics))
+
+
+def _remove_if_empty(path: Path) -> None:
+    """Drop a run folder that failed before producing anything but its config."""
+    if {p.name for p in path.iterdir()} <= {CONFIG_FILE}:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run(name: str, **values: Any) -> RunResult:
+    """Train or execute a plugin: ``zoo.run("dense", epochs=1)``."""
+    return execute(prepare(name, values))
+
+
+@attrs.define
+class LoadedRun:
+    """A run folder with its plugin rebuilt and its weights loaded, in eval mode."""
+
+    record: RunRecord
+    plugin: Any
+
+    @property
+    def path(self) -> Path:
+        return self.record.path
+
+    @property
+    def model(self):
+        """The plugin's networks (a ``torch.nn.ModuleDict``)."""
+        return self.plugin.modules
+
+    def predict(self, images):
+        """Classifier logits for images scaled to the plugin's ``pixel_range``."""
+        return self.plugin.predict(images)
+
+
+def load(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
+    """Rebuild a trained run's plugin from config.json and model.safetensors."""
+    from zoo import checkpoints
+    from zoo.devices import resolve_device
+    from zoo.training import setup_modules
+
+    record = read_run(run_dir)
+    plugin_class = get_plugin(record.plugin)
+    label = lambda key: f"{CONFIG_FILE}: {key}"  # noqa: E731
+    config = configs.build(plugin_class.Config, record.config, label=label)
+    plugin = plugin_class(config)
+    modules = setup_modules(plugin, resolve_device(device))
+    checkpoints.load_weights(record.path, modules, record.plugin)
+    modules.eval()
+    return LoadedRun(record, plugin)
+
+
+def evaluate(
+    run_dir: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    test_size: int | None = None,
+    data_dir: str | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures)."""
+    from zoo import data as datasets
+    from zoo.artifacts import plot_confusion_matrix
+    from zoo.devices import resolve_precision
+    from zoo.evaluation import Evidence
+    from zoo.evaluation import evaluate as compute
+
+    loaded = load(run_dir, device=device)
+    settings = configs.build(RunSettings, loaded.record.settings)
+    test_size = settings.test_size if test_size is None else test_size
+    test = datasets.load(data_dir or settings.data_dir).test.head(test_size)
+    evidence = Evidence(
+        loaded.plugin,
+        test,
+        device=loaded.plugin.device,
+        precision=resolve_precision(settings.precision, loaded.plugin.device),
+        batch_size=settings.eval_batch_size,
+    )
+    results = {"test_images": len(test), **compute(evidence, loaded.plugin.metrics)}
+    write_json(loaded.path / "eval.json", results)
+    if "confusion_matrix" in results:
+        plot_confusion_matrix(
+            results["confusion_matrix"],
+            datasets.CLASSES,
+            loaded.path / "confusion_matrix.png",
+            f"{loaded.record.plugin}: test accuracy {results.get('accuracy', float('nan')):.4f}",
+        )
+    return results

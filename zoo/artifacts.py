@@ -1,0 +1,72 @@
+"""Pictures people would rather look at than read: loss curves, confusion matrices.
+
+matplotlib is imported here only, and only when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from zoo.runs import write_atomic
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    buffer = BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    write_atomic(path, buffer.getvalue())
+
+
+def plot_losses(records: Sequence[Mapping[str, Any]], path: Path, title: str) -> Path | None:
+    """One line per logged loss against the step; nothing is drawn without records."""
+    if not records:
+        return None
+    plt = _pyplot()
+    keys = [k for k in records[0] if k != "step"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    steps = [r["step"] for r in records]
+    for key in keys:
+        ax.plot(steps, [r.get(key) for r in records], label=key)
+    ax.set_xlabel("step")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str
+) -> Path:
+    """Row-normalised colours with the raw counts written in each cell."""
+    import torch
+
+    plt = _pyplot()
+    counts = torch.tensor(matrix, dtype=torch.float64)
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    fig, ax = plt.subplots(figsize=(8, 7))
+    ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            color = "white" if rates[i, j] > 0.5 else "black"
+            ax.text(j, i, int(counts[i, j]), ha="center", va="center", color=color, fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,74 @@
+"""Base class for classifier plugins: a network, cross-entropy, Adam, accuracy metrics.
+
+A classifier plugin only builds its network; training, prediction and evaluation are
+shared, so attacks and generative metrics can use any classifier through ``predict``.
+torch is imported inside methods so that listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+
+from zoo.config import option
+from zoo.plugin import TrainablePlugin
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from zoo.data import Batch
+    from zoo.training import EpochContext
+
+
+@attrs.frozen
+class ClassifierConfig:
+    lr: float = option(1e-3, help="Adam learning rate.", min=0.0, min_exclusive=True)
+    adam_eps: float = option(
+        1e-7, help="Adam epsilon (1e-7 as in Keras, which the paper used).", min=0.0
+    )
+
+
+class ClassifierPlugin(TrainablePlugin):
+    """Subclasses set ``info`` and implement :meth:`build_network` (logits over 10 classes)."""
+
+    Config = ClassifierConfig
+    metrics = ("accuracy", "per_class_accuracy", "confusion_matrix")
+    defaults = {"epochs": 10, "batch_size": 32}
+
+    def build_network(self) -> nn.Module:
+        raise NotImplementedError
+
+    def build(self) -> Mapping[str, nn.Module]:
+        return {"net": self.build_network()}
+
+    def configure_optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        import torch
+
+        params = self.modules["net"].parameters()
+        return {"net": torch.optim.Adam(params, lr=self.config.lr, eps=self.config.adam_eps)}
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for a batch of images already scaled to ``pixel_range``."""
+        return self.modules["net"](images)
+
+    def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
+        import torch.nn.functional as F
+
+        optimizer = self.optimizer
+        logits = self.predict(batch.images)
+        loss = F.cross_entropy(logits.float(), batch.labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        accuracy = (logits.argmax(dim=1) == batch.labels).float().mean()
+        return {"loss": loss.detach(), "accuracy": accuracy}
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizers["net"]
+
+    def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
+        return epoch.evaluate(("accuracy",))

@@ -1,0 +1,214 @@
+"""The ``zoo`` command line. ``zoo --help`` imports no torch; ``zoo run NAME`` options are
+generated from the plugin's attrs Config and the shared run settings."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from zoo import api
+from zoo.config import FieldSpec, field_specs, read_toml
+from zoo.errors import ZooError
+from zoo.registry import Registry, use_registry
+from zoo.settings import RunSettings
+
+
+class _Failure(click.ClickException):
+    """A ZooError shown as one line, with the error's exit code."""
+
+    def __init__(self, error: ZooError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+    def show(self, file=None) -> None:
+        click.echo(f"zoo: error: {self.message}", err=True)
+
+
+class _ZooGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZooError as error:
+            raise _Failure(error) from None
+        except KeyboardInterrupt:
+            click.echo("zoo: interrupted", err=True)
+            ctx.exit(130)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _click_option(spec: FieldSpec, default: Any) -> click.Option:
+    shown = "none" if default is None else default
+    if isinstance(default, tuple):
+        shown = ",".join(map(str, default))
+    help_text = f"{spec.help} [{spec.type_name}; default: {shown}]"
+    if spec.kind is bool:
+        return click.Option(
+            [f"{spec.flag}/--no-{spec.flag[2:]}", spec.name], default=None, help=help_text
+        )
+    if spec.choices is not None:
+        kind: click.ParamType = click.Choice([str(c) for c in spec.choices])
+    else:
+        kind = {int: click.INT, float: click.FLOAT}.get(spec.kind, click.STRING)
+    return click.Option([spec.flag, spec.name], type=kind, default=None, help=help_text)
+
+
+def _run_command(entry) -> click.Command:
+    plugin = entry.plugin
+    specs = field_specs(plugin.Config)
+    params: list[click.Parameter] = [_click_option(spec, spec.default) for spec in specs]
+    for spec in field_specs(RunSettings):
+        params.append(_click_option(spec, plugin.defaults.get(spec.name, spec.default)))
+    params.append(
+        click.Option(
+            ["--config", "config_file"],
+            type=click.Path(dir_okay=False),
+            help="TOML file of options (keys as option names with '_'); flags win over it.",
+        )
+    )
+
+    def callback(config_file: str | None, **given: Any) -> None:
+        values = read_toml(config_file) if config_file else {}
+        values.update({k: v for k, v in given.items() if v is not None})
+        prepared = api.prepare(entry.name, values, label=_flag)
+        result = api.execute(prepared)
+        click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))
+
+    return click.Command(
+        entry.name,
+        params=params,
+        callback=callback,
+        help=f"{plugin.info.summary}\n\nPaper: {plugin.info.paper or '-'}",
+        short_help=plugin.info.summary,
+    )
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}
+
+
+class _RunGroup(click.Group):
+    """``zoo run NAME``: one generated subcommand per registered plugin."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [entry.name for entry in api.list_plugins()]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        try:
+            return _run_command(api.default_registry().entry(name))
+        except ZooError as error:
+            raise _Failure(error) from None
+
+    def resolve_command(self, ctx, args):
+        command = self.get_command(ctx, args[0])
+        return command.name, command, args[1:]
+
+
+@click.group(cls=_ZooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="zoo", prog_name="zoo")
+@click.option(
+    "--registry",
+    type=click.Path(dir_okay=False),
+    envvar="ZOO_REGISTRY",
+    help="A registry.toml of your own that adds local plugin modules (or ZOO_REGISTRY).",
+)
+def cli(registry: str | None) -> None:
+    """A plugin-based model zoo for Fashion-MNIST: classify, attack, generate, colorize."""
+    if registry:
+        use_registry(Registry(user_registry=registry))
+
+
+@cli.command("list")
+@click.argument("pattern", required=False)
+@click.option("--task", help="Only plugins of this task (classify, attack, generate, colorize).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--all", "show_all", is_flag=True, help="Also list plugins that failed to load.")
+def list_command(pattern: str | None, task: str | None, as_json: bool, show_all: bool) -> None:
+    """List plugins, optionally filtered by a glob PATTERN such as '*gan*'."""
+    entries = api.list_plugins(pattern, task=task, include_broken=show_all)
+    rows = [
+        {
+            "name": e.name,
+            "task": e.info.task if e.info else "broken",
+            "summary": e.info.summary if e.info else e.error,
+            "source": e.source if not e.distribution else f"{e.distribution} {e.version}",
+            "origin": e.origin,
+            "status": "broken" if e.broken else "ok",
+        }
+        for e in entries
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = ("name", "task", "source", "summary")
+    widths = {c: max([len(c)] + [len(str(r[c])) for r in rows]) for c in columns[:-1]}
+    click.echo("  ".join(c.upper().ljust(widths.get(c, 0)) for c in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row[c]).ljust(widths.get(c, 0)) for c in columns).rstrip())
+
+
+@cli.command()
+@click.argument("name")
+def info(name: str) -> None:
+    """Show a plugin's metadata, paper and every hyperparameter."""
+    entry = api.default_registry().entry(name)
+    plugin = entry.plugin
+    lines = [
+        f"{plugin.info.name}  ({plugin.info.task}, version {plugin.info.version})",
+        plugin.info.summary,
+        f"paper:   {plugin.info.paper or '-'}",
+        f"source:  {entry.source} {entry.origin}"
+        + (f" ({entry.distribution} {entry.version})" if entry.distribution else ""),
+        f"metrics: {', '.join(plugin.metrics) or '-'}",
+        "",
+        "hyperparameters:",
+    ]
+    for spec in field_specs(plugin.Config):
+        lines.append(_describe(spec, spec.default))
+    lines += ["", "run settings:"]
+    for spec in field_specs(RunSettings):
+        lines.append(_describe(spec, plugin.defaults.get(spec.name, spec.default)))
+    click.echo("\n".join(lines))
+
+
+def _describe(spec: FieldSpec, default: Any) -> str:
+    choices = f" (one of {', '.join(map(str, spec.choices))})" if spec.choices else ""
+    return f"  {spec.flag:<20} {spec.type_name:<14} default {default!s:<10} {spec.help}{choices}"
+
+
+@cli.group(cls=_RunGroup)
+def run() -> None:
+    """Train or execute a plugin: zoo run NAME [OPTIONS]; zoo run NAME --help lists them."""
+
+
+@cli.command("eval")
+@click.argument("run_dir", metavar="RUN")
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--test-size", type=click.IntRange(min=1), help="Evaluate the first N test images.")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Fashion-MNIST folder.")
+def eval_command(run_dir: str, device: str, test_size: int | None, data_dir: str | None) -> None:
+    """Evaluate a run folder with its plugin's metrics; writes eval.json and pictures."""
+    results = api.evaluate(run_dir, device=device, test_size=test_size, data_dir=data_dir)
+    for key, value in results.items():
+        if isinstance(value, float):
+            click.echo(f"{key:<22} {value:.4f}")
+        elif isinstance(value, int):
+            click.echo(f"{key:<22} {value}")
+        elif isinstance(value, dict):
+            click.echo(f"{key}:")
+            for name, item in value.items():
+                click.echo(f"  {name:<20} {item:.4f}")
+    click.echo(f"wrote {run_dir}/eval.json")
+
+
+def main() -> None:
+    cli(prog_name="zoo")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

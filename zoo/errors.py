@@ -1,0 +1,43 @@
+"""Errors meant for people: each carries one line that says what is wrong and how to fix it.
+
+The CLI prints ``str(error)`` without a traceback and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class ZooError(Exception):
+    """Base class of every error the zoo reports to a user."""
+
+    exit_code = 1
+
+
+class UnknownPluginError(ZooError, KeyError):
+    """No plugin of that name is registered."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class PluginLoadError(ZooError):
+    """A plugin module could not be imported or registered (strict mode only)."""
+
+
+class ConfigError(ZooError, ValueError):
+    """A hyperparameter or option has a bad name, type or value."""
+
+    exit_code = 2
+
+
+class DataError(ZooError):
+    """Fashion-MNIST is missing or damaged."""
+
+
+class CheckpointError(ZooError):
+    """A checkpoint is missing, corrupt or belongs to something else."""
+
+
+class RunError(ZooError):
+    """A folder is not a zoo run, or a run cannot be used as asked."""

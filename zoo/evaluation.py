@@ -1,0 +1,123 @@
+"""The generic evaluator: metrics live here, plugins only name the ones that apply.
+
+Metrics share one lazily computed :class:`Evidence` (e.g. the logits of one pass over
+the test set), so asking for accuracy, per-class accuracy and the confusion matrix
+costs a single forward pass. Third-party code adds metrics with :func:`metric`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+import torch
+
+from zoo.data import CLASSES, Split, iterate_batches
+from zoo.devices import autocast
+from zoo.errors import ConfigError
+
+
+@attrs.frozen
+class Metric:
+    name: str
+    summary: str
+    compute: Callable[[Evidence], Mapping[str, Any]]
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(name: str, summary: str) -> Callable:
+    """Register ``fn(evidence) -> {name: value, ...}`` as a metric plugins can name."""
+
+    def register(fn: Callable[[Evidence], Mapping[str, Any]]) -> Callable:
+        if name in METRICS:
+            raise ValueError(f"metric '{name}' is already registered")
+        METRICS[name] = Metric(name, summary, fn)
+        return fn
+
+    return register
+
+
+class Evidence:
+    """What metrics are computed from: a plugin in eval mode and one data split."""
+
+    def __init__(
+        self,
+        plugin: Any,
+        split: Split,
+        *,
+        device: torch.device,
+        precision: str = "fp32",
+        batch_size: int = 1000,
+    ) -> None:
+        self.plugin = plugin
+        self.split = split.to(device)
+        self.device = device
+        self.precision = precision
+        self.batch_size = batch_size
+
+    @functools.cached_property
+    def logits(self) -> torch.Tensor:
+        """Class scores for every image of the split, in order, as float32."""
+        predict = getattr(self.plugin, "predict", None)
+        if predict is None:
+            raise ConfigError(f"plugin '{self.plugin.info.name}' has no predict(); "
+                              "classification metrics need one")
+        outputs = []
+        with torch.no_grad(), autocast(self.device, self.precision):
+            for batch in iterate_batches(
+                self.split, self.batch_size, self.plugin.pixel_range, shuffle=False
+            ):
+                outputs.append(predict(batch.images).float())
+        return torch.cat(outputs)
+
+    @functools.cached_property
+    def predictions(self) -> torch.Tensor:
+        return self.logits.argmax(dim=1)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.split.labels
+
+    @functools.cached_property
+    def confusion(self) -> torch.Tensor:
+        """(true class, predicted class) counts."""
+        n = len(CLASSES)
+        flat = self.labels * n + self.predictions
+        return torch.bincount(flat, minlength=n * n).reshape(n, n).cpu()
+
+
+@metric("accuracy", "share of images whose top class is the true class")
+def _accuracy(evidence: Evidence) -> dict[str, float]:
+    correct = int((evidence.predictions == evidence.labels).sum())
+    return {"accuracy": correct / len(evidence.split)}
+
+
+@metric("per_class_accuracy", "accuracy among the images of each true class")
+def _per_class_accuracy(evidence: Evidence) -> dict[str, dict[str, float]]:
+    confusion = evidence.confusion
+    totals = confusion.sum(dim=1)
+    return {
+        "per_class_accuracy": {
+            name: (int(confusion[i, i]) / int(totals[i])) if int(totals[i]) else float("nan")
+            for i, name in enumerate(CLASSES)
+        }
+    }
+
+
+@metric("confusion_matrix", "counts of (true class, predicted class)")
+def _confusion_matrix(evidence: Evidence) -> dict[str, list[list[int]]]:
+    return {"confusion_matrix": evidence.confusion.tolist()}
+
+
+def evaluate(evidence: Evidence, names: Iterable[str]) -> dict[str, Any]:
+    """Compute the named metrics from one shared Evidence."""
+    results: dict[str, Any] = {}
+    for name in names:
+        if name not in METRICS:
+            raise ConfigError(f"unknown metric '{name}' (known: {', '.join(sorted(METRICS))})")
+        results.update(METRICS[name].compute(evidence))
+    return results

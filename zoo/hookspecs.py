@@ -1,0 +1,22 @@
+"""The one hook a plugin module implements.
+
+Built-ins (named in registry.toml), installed distributions (entry-point group
+``zoo``) and a user's local modules all register through this hook, so there is a
+single path for every plugin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+PROJECT = "zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_plugins(register: Callable[[type], None]) -> None:
+    """Call ``register(PluginClass)`` once for every plugin class the module offers."""

@@ -1,0 +1,108 @@
+"""The plugin contract: metadata, a typed Config, and what the trainer calls.
+
+A plugin is a class. Its frozen :class:`PluginInfo` says what it is, its attrs
+``Config`` holds its hyperparameters, and the methods below are the only things the
+core calls. Built-ins and third-party plugins use exactly this API.
+
+This module imports no torch, so listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from zoo.data import Batch
+    from zoo.runs import RunContext
+    from zoo.training import EpochContext
+
+TASKS = ("classify", "attack", "generate", "colorize")
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"plugin name {value!r} must be lowercase letters, digits, '_' or '-', "
+            "starting with a letter"
+        )
+
+
+@attrs.frozen
+class PluginInfo:
+    """What a plugin is; shown by ``zoo list`` and ``zoo info``."""
+
+    name: str = attrs.field(validator=_check_name)
+    task: str = attrs.field(validator=attrs.validators.in_(TASKS))
+    summary: str
+    paper: str = ""
+    version: str = "1.0"
+
+
+@attrs.frozen
+class NoConfig:
+    """Config of a plugin without hyperparameters."""
+
+
+class Plugin:
+    """Base of every plugin. Subclasses set ``info`` and usually ``Config``.
+
+    ``defaults`` overrides run settings for this plugin (e.g. the paper's batch size),
+    ``metrics`` names the core evaluator metrics that apply to it, and
+    ``pixel_range`` is the range the trainer scales images to before a batch is handed
+    over.
+    """
+
+    info: ClassVar[PluginInfo]
+    Config: ClassVar[type] = NoConfig
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    metrics: ClassVar[tuple[str, ...]] = ()
+    pixel_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = self.Config() if config is None else config
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        """Do the plugin's job inside a prepared run folder; return its final metrics."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
+
+
+class TrainablePlugin(Plugin):
+    """A plugin the generic trainer trains: it builds modules and does one step.
+
+    The trainer owns everything around the step: device, precision, seeding, batches,
+    epochs and max-steps, progress, metrics, checkpoints. A GAN owns its D/G update
+    order inside :meth:`train_step`.
+    """
+
+    modules: nn.ModuleDict  # set by the core from build(), on the run's device
+    optimizers: dict[str, torch.optim.Optimizer]  # set by the trainer
+    device: torch.device
+
+    def build(self) -> Mapping[str, nn.Module]:
+        """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        """Create optimizers over ``self.modules``, after they were moved to the device."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
+        """Forward, backward and optimizer updates for one batch; return detached losses."""
+        raise NotImplementedError
+
+    def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
+        """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""
+        return {}
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        from zoo.training import Trainer
+
+        return Trainer(self, run).fit()

@@ -1,0 +1,44 @@
+"""Run settings the trainer owns, shared by every plugin (epochs, batch size, device...).
+
+They sit in the same flat namespace as a plugin's hyperparameters on the command line
+and in TOML files, so a plugin's Config may not reuse these names.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from zoo.config import option
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@attrs.frozen
+class RunSettings:
+    epochs: int = option(1, help="Total number of epochs.", min=1)
+    max_steps: int | None = option(
+        None, help="Stop after this many optimizer steps in total (for quick runs).", min=1
+    )
+    batch_size: int = option(64, help="Training batch size.", min=1)
+    device: str = option("auto", help="cpu, cuda, or auto (cuda when available).", choices=DEVICES)
+    precision: str = option(
+        "fp32",
+        help="Autocast precision: fp32, bf16, or auto (bf16 where the hardware has it).",
+        choices=PRECISIONS,
+    )
+    seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0)
+    out: str = option("runs", help="Folder in which the run folder is created.")
+    data_dir: str | None = option(
+        None, help="Folder with the Fashion-MNIST IDX files (else ZOO_DATA_DIR, caches).")
+    train_size: int | None = option(
+        None, help="Use only the first N training images (quick experiments, tests).", min=1
+    )
+    test_size: int | None = option(
+        None, help="Evaluate on only the first N test images.", min=1
+    )
+    eval_batch_size: int = option(1000, help="Batch size for evaluation.", min=1)
+    progress: bool = option(True, help="Show a progress bar while training.")
+
+
+SETTING_NAMES = frozenset(field.name for field in attrs.fields(RunSettings))

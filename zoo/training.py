@@ -1,0 +1,204 @@
+"""The generic trainer: everything around a plugin's ``train_step``.
+
+It owns the device, precision, seeding, batching, epochs and max-steps, progress,
+metrics, per-epoch hooks and checkpoints, so a plugin only says how one step goes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import torch
+from tqdm import tqdm
+
+from zoo import __version__, checkpoints
+from zoo.artifacts import plot_losses
+from zoo.config import to_dict
+from zoo.data import iterate_batches
+from zoo.devices import autocast, resolve_device, resolve_precision
+from zoo.errors import RunError
+from zoo.evaluation import Evidence, evaluate
+from zoo.plugin import TrainablePlugin
+from zoo.runs import LOSSES_FILE, METRICS_FILE, RunContext, append_jsonl, read_jsonl
+
+LOG_EVERY = 25  # steps per smoothed loss record (losses.jsonl, progress bar)
+
+
+@attrs.frozen
+class EpochContext:
+    """What ``end_of_epoch`` gets: where the run is, and the core evaluator."""
+
+    epoch: int
+    step: int
+    run: RunContext
+    plugin: TrainablePlugin
+    device: torch.device
+    precision: str
+
+    def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
+        """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
+        evidence = Evidence(
+            self.plugin,
+            self.run.data.test,
+            device=self.device,
+            precision=self.precision,
+            batch_size=self.run.settings.eval_batch_size,
+        )
+        return {prefix + k: v for k, v in evaluate(evidence, names).items()}
+
+
+def checkpoint_meta(plugin: TrainablePlugin, run: RunContext, epoch: int, step: int) -> dict:
+    return {
+        "plugin": plugin.info.name,
+        "plugin_version": plugin.info.version,
+        "zoo_version": __version__,
+        "torch_version": torch.__version__,
+        "epoch": epoch,
+        "step": step,
+        "seed": run.settings.seed,
+        "config": to_dict(plugin.config),
+    }
+
+
+def setup_modules(plugin: TrainablePlugin, device: torch.device) -> torch.nn.ModuleDict:
+    """Build the plugin's networks and move them to ``device`` (training and loading)."""
+    plugin.modules = torch.nn.ModuleDict(dict(plugin.build())).to(device)
+    plugin.device = device
+    return plugin.modules
+
+
+class _Window:
+    """Running sums of step losses, turned into floats only when logged (no sync per step)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.weight = 0
+
+    def add(self, losses: Mapping[str, torch.Tensor], weight: int) -> None:
+        for key, value in losses.items():
+            value = torch.as_tensor(value).detach().float() * weight
+            self.sums[key] = self.sums[key] + value if key in self.sums else value
+        self.weight += weight
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v) / max(self.weight, 1) for k, v in self.sums.items()}
+
+
+def _format(record: Mapping[str, Any]) -> str:
+    """``step 314  0.2s  29234 img/s  loss 0.5642 ...`` for the epoch line."""
+    parts = [f"step {record['step']}", f"{record['seconds']:.1f}s", f"{record['images_per_s']:.0f} img/s"]
+    timing = {"epoch", "step", "seconds", "images_per_s"}
+    parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in timing and isinstance(v, float)]
+    return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+class Trainer:
+    def __init__(self, plugin: TrainablePlugin, run: RunContext) -> None:
+        self.plugin = plugin
+        self.run = run
+        self.settings = run.settings
+
+    def fit(self) -> dict[str, Any]:
+        settings, plugin, run = self.settings, self.plugin, self.run
+        torch.manual_seed(settings.seed)
+        device = resolve_device(settings.device)
+        precision = resolve_precision(settings.precision, device)
+        train = run.data.train.to(device)
+        modules = setup_modules(plugin, device)
+        optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
+        shuffle = torch.Generator().manual_seed(settings.seed)
+
+        steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+        total_steps = settings.epochs * steps_per_epoch
+        if settings.max_steps is not None:
+            total_steps = min(total_steps, settings.max_steps)
+        interactive = settings.progress and sys.stderr.isatty()
+        bar = tqdm(
+            total=total_steps,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not interactive,
+            file=sys.stderr,
+        )
+        print(
+            f"zoo: training {plugin.info.name} on {device} ({precision}), "
+            f"{len(train)} images, batch {settings.batch_size}, {total_steps} steps -> {run.path}",
+            file=sys.stderr,
+        )
+        step, record, started = 0, {}, time.perf_counter()
+        for epoch in range(1, settings.epochs + 1):
+            if step >= total_steps:
+                break
+            modules.train()
+            epoch_window, log_window = _Window(), _Window()
+            epoch_start, epoch_images = time.perf_counter(), 0
+            for batch in iterate_batches(
+                train, settings.batch_size, plugin.pixel_range, generator=shuffle
+            ):
+                with autocast(device, precision):
+                    losses = plugin.train_step(batch)
+                step += 1
+                epoch_images += len(batch)
+                epoch_window.add(losses, len(batch))
+                log_window.add(losses, len(batch))
+                bar.update(1)
+                if step % LOG_EVERY == 0 or step == total_steps:
+                    means = log_window.means()
+                    self._check_finite(means, step)
+                    append_jsonl(run.path / LOSSES_FILE, {"step": step, **means})
+                    bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+                    log_window = _Window()
+                if step >= total_steps:
+                    break
+            seconds = time.perf_counter() - epoch_start
+            train_means = epoch_window.means()
+            self._check_finite(train_means, step)
+            modules.eval()
+            with torch.no_grad():
+                extra = plugin.end_of_epoch(
+                    EpochContext(epoch, step, run, plugin, device, precision)
+                )
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "seconds": round(seconds, 3),
+                "images_per_s": round(epoch_images / seconds, 1),
+                **train_means,
+                **extra,
+            }
+            append_jsonl(run.path / METRICS_FILE, record)
+            self._save(modules, optimizers, shuffle, device, epoch, step)
+            remaining = (time.perf_counter() - started) / step * (total_steps - step)
+            message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
+            tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
+        bar.close()
+        plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
+        return record
+
+    def _check_finite(self, means: Mapping[str, float], step: int) -> None:
+        bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+        if bad:
+            key, value = next(iter(bad.items()))
+            raise RunError(
+                f"{key} became {value} by step {step}; training stopped, the last good "
+                f"checkpoint in {self.run.path} is kept (try a lower learning rate)"
+            )
+
+    def _save(self, modules, optimizers, shuffle, device, epoch: int, step: int) -> None:
+        rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        meta = checkpoint_meta(self.plugin, self.run, epoch, step)
+        checkpoints.save(self.run.path, modules, optimizers, rng, meta)
