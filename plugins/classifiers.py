@@ -77,7 +77,9 @@ class CNN(ClassifierPlugin):
                 nn.Dropout(self.config.dropout),
             ]
 
-        net = nn.Sequential(*block(1, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 7 * 7, 10))
+        net = nn.Sequential(
+            *block(1, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 7 * 7, 10)
+        )
         return net.apply(_keras_init)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from zoo.api import (  # noqa: E402
+from zoo.api import (
     LoadedRun,
     RunResult,
     evaluate,
@@ -16,9 +16,9 @@ from zoo.api import (  # noqa: E402
     load,
     run,
 )
-from zoo.classification import ClassifierConfig, ClassifierPlugin  # noqa: E402
-from zoo.config import option  # noqa: E402
-from zoo.errors import (  # noqa: E402
+from zoo.classification import ClassifierConfig, ClassifierPlugin
+from zoo.config import option
+from zoo.errors import (
     CheckpointError,
     ConfigError,
     DataError,
@@ -27,8 +27,8 @@ from zoo.errors import (  # noqa: E402
     UnknownPluginError,
     ZooError,
 )
-from zoo.hookspecs import hookimpl  # noqa: E402
-from zoo.plugin import TASKS, Plugin, PluginInfo, TrainablePlugin  # noqa: E402
+from zoo.hookspecs import hookimpl
+from zoo.plugin import TASKS, Plugin, PluginInfo, TrainablePlugin
 
 __all__ = [
     "TASKS",

@@ -40,9 +40,7 @@ class Prepared:
     settings: RunSettings
 
 
-def prepare(
-    name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str
-) -> Prepared:
+def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str) -> Prepared:
     """Split flat values into the plugin's Config and the run settings, validating both."""
     plugin = get_plugin(name)
     known = SETTING_NAMES | {spec.name for spec in configs.field_specs(plugin.Config)}
@@ -150,9 +148,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures)."""
     from zoo import data as datasets
-    from zoo.artifacts import plot_confusion_matrix
     from zoo.devices import resolve_precision
-    from zoo.evaluation import Evidence
+    from zoo.evaluation import Evidence, save_results
     from zoo.evaluation import evaluate as compute
 
     loaded = load(run_dir, device=device)
@@ -167,12 +164,5 @@ def evaluate(
         batch_size=settings.eval_batch_size,
     )
     results = {"test_images": len(test), **compute(evidence, loaded.plugin.metrics)}
-    write_json(loaded.path / "eval.json", results)
-    if "confusion_matrix" in results:
-        plot_confusion_matrix(
-            results["confusion_matrix"],
-            datasets.CLASSES,
-            loaded.path / "confusion_matrix.png",
-            f"{loaded.record.plugin}: test accuracy {results.get('accuracy', float('nan')):.4f}",
-        )
+    save_results(loaded.path, results, loaded.record.plugin)
     return results

@@ -57,13 +57,17 @@ def save(
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: this run has no checkpoint (did training start?)")
+        raise CheckpointError(
+            f"{path} is missing: this run has no checkpoint (did training start?)"
+        )
     try:
         blob = path.read_bytes()
         tensors = load_bytes(blob)
         header = _header(blob)
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path} is corrupt or truncated ({error}); re-train the run") from None
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({error}); re-train the run"
+        ) from None
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a safetensors file but not a zoo checkpoint")
     if header.get("format_version", 0) > FORMAT_VERSION:

@@ -16,26 +16,33 @@ from zoo.registry import Registry, use_registry
 from zoo.settings import RunSettings
 
 
-class _Failure(click.ClickException):
-    """A ZooError shown as one line, with the error's exit code."""
-
-    def __init__(self, error: ZooError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-    def show(self, file=None) -> None:
-        click.echo(f"zoo: error: {self.message}", err=True)
-
-
 class _ZooGroup(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
+    """Turns every failure a person can cause into one line on stderr and an exit code."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            return super().invoke(ctx)
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except ZooError as error:
-            raise _Failure(error) from None
-        except KeyboardInterrupt:
-            click.echo("zoo: interrupted", err=True)
-            ctx.exit(130)
+            _fail(str(error), error.exit_code)
+        except click.exceptions.NoArgsIsHelpError as error:
+            click.echo(error.format_message(), err=True)
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx else ""
+            _fail(error.format_message().replace("\n", " ") + hint, error.exit_code)
+        except click.ClickException as error:
+            _fail(error.format_message(), error.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        code = result if isinstance(result, int) else 0
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"zoo: error: {message}", err=True)
+    sys.exit(code)
 
 
 def _flag(name: str) -> str:
@@ -98,11 +105,8 @@ class _RunGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return [entry.name for entry in api.list_plugins()]
 
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        try:
-            return _run_command(api.default_registry().entry(name))
-        except ZooError as error:
-            raise _Failure(error) from None
+    def get_command(self, ctx: click.Context, name: str) -> click.Command:
+        return _run_command(api.default_registry().entry(name))
 
     def resolve_command(self, ctx, args):
         command = self.get_command(ctx, args[0])
@@ -207,8 +211,4 @@ def eval_command(run_dir: str, device: str, test_size: int | None, data_dir: str
 
 
 def main() -> None:
-    cli(prog_name="zoo")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    cli.main(prog_name="zoo")

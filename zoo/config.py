@@ -126,9 +126,9 @@ def _unpack_type(tp: Any, cls: type, name: str) -> tuple[type, type | None, bool
             args = typing.get_args(tp)
     if tp in _SCALARS:
         return tp, None, optional
-    if typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis:
-        if args[0] in _SCALARS:
-            return tuple, args[0], optional
+    is_tuple = typing.get_origin(tp) is tuple and len(args) == 2 and args[1] is Ellipsis
+    if is_tuple and args[0] in _SCALARS:
+        return tuple, args[0], optional
     raise TypeError(
         f"{cls.__qualname__}.{name}: unsupported config type {tp!r}; "
         "use bool, int, float, str, tuple[X, ...] or X | None"
@@ -144,7 +144,9 @@ def _coerce(spec: FieldSpec, value: Any, label: str) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{label}: expected a list of {spec.item_kind.__name__}, got {value!r}")
+            raise ConfigError(
+                f"{label}: expected a list of {spec.item_kind.__name__}, got {value!r}"
+            )
         return tuple(_coerce_scalar(spec.item_kind, item, label) for item in value)
     return _coerce_scalar(spec.kind, value, label)
 

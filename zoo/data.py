@@ -7,6 +7,7 @@ and scaling to float happens on the device, once per batch.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -186,10 +187,22 @@ class FashionMNIST:
 def load(
     data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = False
 ) -> FashionMNIST:
-    """Load both splits, checked, into memory."""
+    """Load both splits, checked, into memory (cached while the files are unchanged).
+
+    Callers must treat the tensors as read-only: they are shared between loads.
+    """
+    folder = find_data_dir(data_dir, download=download)
+    stamps = tuple(
+        (str(path), path.stat().st_mtime_ns, path.stat().st_size)
+        for path in (_locate(folder, spec.stem) for spec in FILES.values())
+    )
+    return _load_folder(folder, stamps, verify)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_folder(folder: Path, stamps: tuple, verify: bool) -> FashionMNIST:
     import torch
 
-    folder = find_data_dir(data_dir, download=download)
     arrays = {}
     for key, spec in FILES.items():
         payload = read_idx(_locate(folder, spec.stem), spec, verify=verify)

@@ -64,8 +64,10 @@ class Evidence:
         """Class scores for every image of the split, in order, as float32."""
         predict = getattr(self.plugin, "predict", None)
         if predict is None:
-            raise ConfigError(f"plugin '{self.plugin.info.name}' has no predict(); "
-                              "classification metrics need one")
+            raise ConfigError(
+                f"plugin '{self.plugin.info.name}' has no predict(); "
+                "classification metrics need one"
+            )
         outputs = []
         with torch.no_grad(), autocast(self.device, self.precision):
             for batch in iterate_batches(
@@ -121,3 +123,19 @@ def evaluate(evidence: Evidence, names: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"unknown metric '{name}' (known: {', '.join(sorted(METRICS))})")
         results.update(METRICS[name].compute(evidence))
     return results
+
+
+def save_results(run_dir, results: Mapping[str, Any], title: str) -> None:
+    """Write eval.json and the pictures of the metrics that have one."""
+    from zoo.artifacts import plot_confusion_matrix
+    from zoo.runs import write_json
+
+    write_json(run_dir / "eval.json", dict(results))
+    if "confusion_matrix" in results:
+        accuracy = results.get("accuracy", float("nan"))
+        plot_confusion_matrix(
+            results["confusion_matrix"],
+            CLASSES,
+            run_dir / "confusion_matrix.png",
+            f"{title}: test accuracy {accuracy:.4f}",
+        )

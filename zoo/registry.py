@@ -139,7 +139,9 @@ class Registry:
 
     # -- registration ---------------------------------------------------------------
 
-    def register(self, plugin: type[Plugin], *, source: str = "api", origin: str = "") -> PluginEntry:
+    def register(
+        self, plugin: type[Plugin], *, source: str = "api", origin: str = ""
+    ) -> PluginEntry:
         """Add a plugin class directly (tests, notebooks). Duplicates raise ValueError."""
         entries = self._load()
         entry = self._make_entry(plugin, _Source(source, origin or plugin.__module__, lambda: None))
@@ -206,7 +208,9 @@ class Registry:
                 self._report(source, None, str(error))
                 continue
             if entry.name in self._entries:
-                self._report(source, entry.name, self._duplicate_message(entry, self._entries[entry.name]))
+                self._report(
+                    source, entry.name, self._duplicate_message(entry, self._entries[entry.name])
+                )
                 continue
             self._entries[entry.name] = entry
 
@@ -270,7 +274,8 @@ def _validate_plugin_class(plugin: type) -> None:
     unknown_defaults = sorted(set(plugin.defaults) - SETTING_NAMES)
     if unknown_defaults:
         raise ValueError(
-            f"{plugin.__qualname__}.defaults has unknown run setting(s) {', '.join(unknown_defaults)}"
+            f"{plugin.__qualname__}.defaults has unknown run setting(s) "
+            f"{', '.join(unknown_defaults)}"
         )
 
 
@@ -279,7 +284,9 @@ def read_registry_file(path: Path) -> list[str]:
     data = read_toml(path)
     unknown = sorted(set(data) - {"plugins"})
     if unknown:
-        raise ConfigError(f"registry {path}: unknown key '{unknown[0]}' (expected [[plugins]] tables)")
+        raise ConfigError(
+            f"registry {path}: unknown key '{unknown[0]}' (expected [[plugins]] tables)"
+        )
     tables = data.get("plugins", [])
     if not isinstance(tables, list):
         raise ConfigError(f"registry {path}: 'plugins' must be an array of tables ([[plugins]])")
@@ -287,7 +294,7 @@ def read_registry_file(path: Path) -> list[str]:
     for index, table in enumerate(tables, 1):
         if not isinstance(table, dict) or set(table) != {"module"}:
             raise ConfigError(
-                f"registry {path}: plugin entry {index} must have exactly one key, module = \"name\""
+                f'registry {path}: plugin entry {index} must have exactly one key, module = "name"'
             )
         module = table["module"]
         if not isinstance(module, str) or not _MODULE_NAME.match(module):

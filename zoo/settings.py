@@ -30,13 +30,12 @@ class RunSettings:
     seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0)
     out: str = option("runs", help="Folder in which the run folder is created.")
     data_dir: str | None = option(
-        None, help="Folder with the Fashion-MNIST IDX files (else ZOO_DATA_DIR, caches).")
+        None, help="Folder with the Fashion-MNIST IDX files (else ZOO_DATA_DIR, caches)."
+    )
     train_size: int | None = option(
         None, help="Use only the first N training images (quick experiments, tests).", min=1
     )
-    test_size: int | None = option(
-        None, help="Evaluate on only the first N test images.", min=1
-    )
+    test_size: int | None = option(None, help="Evaluate on only the first N test images.", min=1)
     eval_batch_size: int = option(1000, help="Batch size for evaluation.", min=1)
     progress: bool = option(True, help="Show a progress bar while training.")
 

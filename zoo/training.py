@@ -22,7 +22,7 @@ from zoo.config import to_dict
 from zoo.data import iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
 from zoo.errors import RunError
-from zoo.evaluation import Evidence, evaluate
+from zoo.evaluation import Evidence, evaluate, save_results
 from zoo.plugin import TrainablePlugin
 from zoo.runs import LOSSES_FILE, METRICS_FILE, RunContext, append_jsonl, read_jsonl
 
@@ -91,7 +91,11 @@ class _Window:
 
 def _format(record: Mapping[str, Any]) -> str:
     """``step 314  0.2s  29234 img/s  loss 0.5642 ...`` for the epoch line."""
-    parts = [f"step {record['step']}", f"{record['seconds']:.1f}s", f"{record['images_per_s']:.0f} img/s"]
+    parts = [
+        f"step {record['step']}",
+        f"{record['seconds']:.1f}s",
+        f"{record['images_per_s']:.0f} img/s",
+    ]
     timing = {"epoch", "step", "seconds", "images_per_s"}
     parts += [f"{k} {v:.4g}" for k, v in record.items() if k not in timing and isinstance(v, float)]
     return "  ".join(parts)
@@ -99,8 +103,10 @@ def _format(record: Mapping[str, Any]) -> str:
 
 def _duration(seconds: float) -> str:
     seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s"
+    return (
+        f"{seconds // 3600}h{seconds // 60 % 60:02d}m"
+        if seconds >= 3600
+        else (f"{seconds // 60}m{seconds % 60:02d}s")
     )
 
 
@@ -184,8 +190,19 @@ class Trainer:
             message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
             tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
         bar.close()
+        self._final_evaluation(device, precision, epoch, step)
         plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
         return record
+
+    def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:
+        """Full evaluation with every metric the plugin declares -> eval.json + pictures."""
+        if not self.plugin.metrics:
+            return
+        context = EpochContext(epoch, step, self.run, self.plugin, device, precision)
+        with torch.no_grad():
+            results = context.evaluate(self.plugin.metrics, prefix="")
+        results = {"test_images": len(self.run.data.test), **results}
+        save_results(self.run.path, results, self.plugin.info.name)
 
     def _check_finite(self, means: Mapping[str, float], step: int) -> None:
         bad = {k: v for k, v in means.items() if not math.isfinite(v)}

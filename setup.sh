@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything zoo needs, idempotently: a virtualenv in .venv with torch,
+# torchvision and the other dependencies, and Fashion-MNIST from Debian's
+# dataset-fashion-mnist package. Safe to run again: finished steps are skipped.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+TORCH_PINS=(torch==2.14.1 torchvision==0.29.1)
+stamp=.venv/.zoo-setup
+want=$(cat pyproject.toml setup.sh | sha256sum | cut -d' ' -f1)
+
+if [ ! -x .venv/bin/python ]; then
+    echo "setup: creating virtualenv .venv"
+    "$PYTHON" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing ${TORCH_PINS[*]} and zoo's dependencies (first time: a few minutes)"
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}" setuptools
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    echo "$want" > "$stamp"
+fi
+
+if ! .venv/bin/python -c "from zoo.data import find_data_dir; find_data_dir()" 2>/dev/null; then
+    echo "setup: Fashion-MNIST not found; installing Debian's dataset-fashion-mnist"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    if command -v apt-get >/dev/null; then
+        $SUDO apt-get update -q && $SUDO apt-get install -y -q dataset-fashion-mnist
+    fi
+    .venv/bin/python -c "from zoo.data import find_data_dir; print('setup: data in', find_data_dir())"
+fi
+echo "setup: ready"
