@@ -22,9 +22,6 @@ from common import write_result
 import zoo
 
 PAPER = {"dense": 0.88, "cnn": 0.90}
-# Zalando's Fashion-MNIST README benchmark (scikit-learn models; best MLPClassifier
-# 0.877, best SVC 0.897) and its user-submitted 2-layer CNN entries (~0.91-0.92).
-PUBLISHED = {"dense": "MLPClassifier 0.877", "cnn": "2-conv CNN entries 0.916-0.919"}
 
 
 @click.command()

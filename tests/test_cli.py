@@ -111,7 +111,7 @@ def test_config_file_values_apply_and_flags_win(tmp_path):
     assert ran.exit_code == 0, ran.output
     run_dir = json.loads(ran.stdout.strip().splitlines()[-1])["run"]
     saved = json.loads((tmp_path / "runs" / run_dir.split("/")[-1] / "config.json").read_text())
-    assert saved["config"] == {"lr": 0.002, "adam_eps": 1e-7, "hidden": 16}
+    assert saved["config"] == {"lr": 0.002, "adam_eps": 1e-7, "adversarial_eps": 0.0, "hidden": 16}
     assert saved["settings"]["max_steps"] == 4
 
 
@@ -149,6 +149,21 @@ def test_bad_config_files(tmp_path):
     assert_one_line_error(
         invoke("run", "dense", "--config", str(wrong_type)), 2, "--hidden", "expected int"
     )
+
+
+def test_registry_option_adds_local_plugins(tmp_path):
+    from tests.test_registry import LOCAL_PLUGIN, _write_local
+    from zoo.registry import default_registry, use_registry
+
+    registry_file = _write_local(tmp_path, LOCAL_PLUGIN, name="cli_local_plugin")
+    previous = default_registry()
+    try:
+        listed = invoke("--registry", str(registry_file), "list", "--json")
+    finally:
+        use_registry(previous)
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["local-linear"]["source"] == "local"
+    assert rows["local-linear"]["origin"] == "cli_local_plugin"
 
 
 def test_missing_data_is_one_line_and_leaves_no_run(tmp_path):

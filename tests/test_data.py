@@ -59,7 +59,12 @@ def test_missing_data_names_every_way_to_get_it(tmp_path, monkeypatch):
     with pytest.raises(DataError) as error:
         data.find_data_dir()
     message = str(error.value)
-    for way in ("apt-get install dataset-fashion-mnist", "--data-dir", "ZOO_DATA_DIR", "download"):
+    for way in (
+        "apt-get install dataset-fashion-mnist",
+        "--data-dir",
+        "ZOO_DATA_DIR",
+        "ZOO_DOWNLOAD",
+    ):
         assert way in message
     assert "\n" not in message
 

@@ -119,3 +119,33 @@ def test_poisoned_and_duplicate_plugins_are_contained(tmp_path):
     assert "Traceback" not in strict.stderr
     assert len(strict.stderr.strip().splitlines()) == 1
     assert "ZOO_STRICT_PLUGINS" in strict.stderr
+
+
+def test_wheel_ships_the_builtin_catalogue(tmp_path):
+    """A non-editable install finds registry.toml under <prefix>/share/zoo."""
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(tmp_path),
+            str(REPO),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("zoo-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert any(n.endswith(".data/data/share/zoo/registry.toml") for n in names)
+    assert "zoo_plugins/classifiers.py" in names and "zoo/registry.py" in names
+    assert not any(n.startswith("plugins/") for n in names)

@@ -12,8 +12,8 @@ from typing import Any
 import attrs
 
 from zoo import config as configs
-from zoo.errors import ZooError
-from zoo.plugin import Plugin
+from zoo.errors import RunError, ZooError
+from zoo.plugin import Plugin, TrainablePlugin
 from zoo.registry import PluginEntry, default_registry
 from zoo.runs import CONFIG_FILE, RunContext, RunRecord, new_run_dir, read_run, write_json
 from zoo.settings import SETTING_NAMES, RunSettings
@@ -119,6 +119,10 @@ class LoadedRun:
 
     def predict(self, images):
         """Classifier logits for images scaled to the plugin's ``pixel_range``."""
+        if not hasattr(self.plugin, "predict"):
+            raise RunError(
+                f"plugin '{self.record.plugin}' is not a classifier: it has no predict()"
+            )
         return self.plugin.predict(images)
 
 
@@ -130,6 +134,11 @@ def load(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
 
     record = read_run(run_dir)
     plugin_class = get_plugin(record.plugin)
+    if not issubclass(plugin_class, TrainablePlugin):
+        raise RunError(
+            f"{record.path} is a run of '{record.plugin}' (task {plugin_class.info.task}), "
+            "which trains no model to load"
+        )
     label = lambda key: f"{CONFIG_FILE}: {key}"  # noqa: E731
     config = configs.build(plugin_class.Config, record.config, label=label)
     plugin = plugin_class(config)

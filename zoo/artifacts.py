@@ -13,7 +13,8 @@ from typing import Any
 from zoo.runs import write_atomic
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +23,8 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Save a figure as PNG atomically, so a crash never leaves half a picture."""
     buffer = BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     write_atomic(path, buffer.getvalue())
@@ -32,7 +34,7 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: Path, title: str) ->
     """One line per logged loss against the step; nothing is drawn without records."""
     if not records:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     keys = [k for k in records[0] if k != "step"]
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [r["step"] for r in records]
@@ -42,7 +44,7 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: Path, title: str) ->
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path
 
@@ -53,7 +55,7 @@ def plot_confusion_matrix(
     """Row-normalised colours with the raw counts written in each cell."""
     import torch
 
-    plt = _pyplot()
+    plt = pyplot()
     counts = torch.tensor(matrix, dtype=torch.float64)
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     fig, ax = plt.subplots(figsize=(8, 7))
@@ -67,6 +69,6 @@ def plot_confusion_matrix(
         for j in range(len(classes)):
             color = "white" if rates[i, j] > 0.5 else "black"
             ax.text(j, i, int(counts[i, j]), ha="center", va="center", color=color, fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     plt.close(fig)
     return path

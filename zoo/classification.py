@@ -29,6 +29,12 @@ class ClassifierConfig:
     adam_eps: float = option(
         1e-7, help="Adam epsilon (1e-7 as in Keras, which the paper used).", min=0.0
     )
+    adversarial_eps: float = option(
+        0.0,
+        help="Adversarial training: each step also trains on whole-image FGSM copies of the "
+        "batch made with this epsilon (in [-1, 1] pixel units, the paper's scale); 0 = off.",
+        min=0.0,
+    )
 
 
 class ClassifierPlugin(TrainablePlugin):
@@ -60,6 +66,13 @@ class ClassifierPlugin(TrainablePlugin):
         optimizer = self.optimizer
         logits = self.predict(batch.images)
         loss = F.cross_entropy(logits.float(), batch.labels)
+        if self.config.adversarial_eps > 0:  # Goodfellow et al.: half clean, half adversarial
+            from zoo.adversarial import eps_in_range, fgsm
+
+            eps = eps_in_range(self.config.adversarial_eps, "paper", self.pixel_range)
+            adversarial = fgsm(self.predict, batch.images, batch.labels, eps, self.pixel_range)
+            adversarial_loss = F.cross_entropy(self.predict(adversarial).float(), batch.labels)
+            loss = 0.5 * (loss + adversarial_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -62,6 +62,10 @@ def _click_option(spec: FieldSpec, default: Any) -> click.Option:
         kind: click.ParamType = click.Choice([str(c) for c in spec.choices])
     else:
         kind = {int: click.INT, float: click.FLOAT}.get(spec.kind, click.STRING)
+    if spec.kind is tuple:  # repeat the flag or separate values with commas
+        return click.Option(
+            [spec.flag, spec.name], type=click.STRING, multiple=True, help=help_text
+        )
     return click.Option([spec.flag, spec.name], type=kind, default=None, help=help_text)
 
 
@@ -81,7 +85,12 @@ def _run_command(entry) -> click.Command:
 
     def callback(config_file: str | None, **given: Any) -> None:
         values = read_toml(config_file) if config_file else {}
-        values.update({k: v for k, v in given.items() if v is not None})
+        for key, value in given.items():
+            if isinstance(value, tuple):  # a repeatable flag: () when not given
+                parts = [part.strip() for item in value for part in item.split(",")]
+                value = [part for part in parts if part] or None
+            if value is not None:
+                values[key] = value
         prepared = api.prepare(entry.name, values, label=_flag)
         result = api.execute(prepared)
         click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))

@@ -69,8 +69,8 @@ FILES = {
 HOW_TO_GET = (
     "get Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` "
     f"(installs into {DEBIAN_DIR}), or put the four IDX files (.gz or not) in a folder "
-    "and pass --data-dir DIR or set ZOO_DATA_DIR, or run once with network access "
-    "so torchvision can download it into the user cache"
+    "and pass --data-dir DIR or set ZOO_DATA_DIR, or set ZOO_DOWNLOAD=1 on a machine "
+    "with network access so torchvision downloads it into the user cache"
 )
 
 
@@ -184,14 +184,20 @@ class FashionMNIST:
     classes: tuple[str, ...] = CLASSES
 
 
+def download_allowed() -> bool:
+    """Downloading is opt-in (``ZOO_DOWNLOAD=1``): offline machines must fail fast, not hang."""
+    return os.environ.get("ZOO_DOWNLOAD", "").strip().lower() in ("1", "true", "yes")
+
+
 def load(
-    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool = False
+    data_dir: str | os.PathLike | None = None, *, verify: bool = True, download: bool | None = None
 ) -> FashionMNIST:
     """Load both splits, checked, into memory (cached while the files are unchanged).
 
     Callers must treat the tensors as read-only: they are shared between loads.
     """
-    folder = find_data_dir(data_dir, download=download)
+    allowed = download_allowed() if download is None else download
+    folder = find_data_dir(data_dir, download=allowed)
     stamps = tuple(
         (str(path), path.stat().st_mtime_ns, path.stat().st_size)
         for path in (_locate(folder, spec.stem) for spec in FILES.values())

@@ -30,7 +30,18 @@ from zoo.plugin import Plugin, PluginInfo
 from zoo.settings import SETTING_NAMES
 
 ENTRY_POINT_GROUP = "zoo"
-BUILTIN_REGISTRY = Path(__file__).resolve().parent.parent / "registry.toml"
+
+
+def _builtin_registry() -> Path:
+    """registry.toml beside the source tree (checkout, editable install), else the copy a
+    wheel installs under ``<prefix>/share/zoo``."""
+    beside = Path(__file__).resolve().parent.parent / "registry.toml"
+    if beside.is_file():
+        return beside
+    return Path(sys.prefix) / "share" / "zoo" / "registry.toml"
+
+
+BUILTIN_REGISTRY = _builtin_registry()
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 

@@ -192,6 +192,11 @@ class Trainer:
         bar.close()
         self._final_evaluation(device, precision, epoch, step)
         plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
+        print(
+            f"zoo: done in {_duration(time.perf_counter() - started)}; "
+            f"`zoo eval {run.path}` re-evaluates it",
+            file=sys.stderr,
+        )
         return record
 
     def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:

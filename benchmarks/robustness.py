@@ -1,0 +1,100 @@
+"""FGSM robustness of the benchmark classifiers, and of an adversarially trained cnn.
+
+    .venv/bin/python benchmarks/robustness.py [--hardened-epochs 10] [--adversarial-eps 0.1]
+
+Uses the dense and cnn runs recorded by benchmarks/classifiers.py, attacks them on the
+10,000 test images (masked = the paper's noise, standard = whole-image FGSM), runs PGD
+on a 2,000-image subset, trains a hardened cnn with FGSM examples mixed in and attacks
+it the same way. Writes benchmarks/results/robustness.json and prints Markdown tables.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import RESULTS, write_result
+
+import zoo
+
+EPSILONS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+PGD_EPSILONS = [0.0, 0.02, 0.05, 0.1]
+
+
+def _attack(targets: list[str], out: str, **values) -> dict:
+    result = zoo.run("fgsm", target=targets, out=out, progress=False, **values)
+    return json.loads((result.path / "robustness.json").read_text()) | {"run": str(result.path)}
+
+
+@click.command()
+@click.option("--hardened-epochs", default=10, show_default=True)
+@click.option("--adversarial-eps", default=0.1, show_default=True)
+@click.option("--pgd-test-size", default=2000, show_default=True)
+@click.option("--out", default="runs/benchmarks", show_default=True)
+def main(hardened_epochs: int, adversarial_eps: float, pgd_test_size: int, out: str) -> None:
+    classifiers = json.loads((RESULTS / "classifiers.json").read_text())["rows"]
+    runs = {row["model"]: row["run"] for row in classifiers}
+    started = time.perf_counter()
+    fgsm = _attack([runs["dense"], runs["cnn"]], out, epsilons=EPSILONS)
+    pgd = _attack(
+        [runs["cnn"]],
+        out,
+        epsilons=PGD_EPSILONS,
+        modes=["standard", "pgd"],
+        test_size=pgd_test_size,
+    )
+    trained = time.perf_counter()
+    hardened = zoo.run(
+        "cnn", epochs=hardened_epochs, adversarial_eps=adversarial_eps, out=out, progress=False
+    )
+    train_s = time.perf_counter() - trained
+    hardened_clean = zoo.evaluate(hardened.path)["accuracy"]
+    hardened_fgsm = _attack([runs["cnn"], str(hardened.path)], out, epsilons=EPSILONS)
+    hardened_pgd = _attack(
+        [str(hardened.path)],
+        out,
+        epsilons=PGD_EPSILONS,
+        modes=["standard", "pgd"],
+        test_size=pgd_test_size,
+    )
+    payload = {
+        "command": " ".join(sys.argv),
+        "fgsm": fgsm,
+        "pgd": pgd,
+        "hardened": {
+            "run": str(hardened.path),
+            "epochs": hardened_epochs,
+            "adversarial_eps": adversarial_eps,
+            "train_s": round(train_s, 1),
+            "clean_accuracy": hardened_clean,
+            "fgsm": hardened_fgsm,
+            "pgd": hardened_pgd,
+        },
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    print(f"wrote {write_result('robustness', payload)}")
+    for title, report in (
+        ("FGSM", fgsm),
+        ("PGD subset", pgd),
+        ("hardened vs plain", hardened_fgsm),
+        ("hardened PGD subset", hardened_pgd),
+    ):
+        print(f"\n{title}: {report['scale_note']}, {report['test_images']} test images")
+        eps = [p["eps"] for p in next(iter(report["targets"][0]["curves"].values()))]
+        print("| classifier | mode | " + " | ".join(f"{e:g}" for e in eps) + " |")
+        print("|---|---|" + "---|" * len(eps))
+        for target in report["targets"]:
+            name = target["plugin"] + (" (hardened)" if target["run"] == str(hardened.path) else "")
+            for mode, curve in target["curves"].items():
+                cells = " | ".join(f"{p['accuracy']:.4f}" for p in curve)
+                print(f"| {name} | {mode} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
