@@ -17,7 +17,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import markdown_table, write_result
 
 import zoo
 
@@ -53,13 +53,19 @@ def main(epochs: int, models: str, seed: int, out: str) -> None:
         )
     path = write_result("classifiers", {"command": " ".join(sys.argv), "rows": rows})
     print(f"wrote {path}")
-    print("| model | epochs | wall time | train acc | test acc | paper |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['model']} | {r['epochs']} | {r['wall_s']:.0f} s | {r['train_accuracy']:.4f} "
-            f"| {r['test_accuracy']:.4f} | {r['paper']} |"
-        )
+    header = ["model", "epochs", "wall time", "train acc", "test acc", "paper"]
+    cells = [
+        [
+            r["model"],
+            r["epochs"],
+            f"{r['wall_s']:.0f} s",
+            f"{r['train_accuracy']:.4f}",
+            f"{r['test_accuracy']:.4f}",
+            r["paper"],
+        ]
+        for r in rows
+    ]
+    print(markdown_table(header, cells))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, write_result
+from common import RESULTS, markdown_table, write_result
 
 import zoo
 
@@ -87,13 +87,12 @@ def main(hardened_epochs: int, adversarial_eps: float, pgd_test_size: int, out: 
     ):
         print(f"\n{title}: {report['scale_note']}, {report['test_images']} test images")
         eps = [p["eps"] for p in next(iter(report["targets"][0]["curves"].values()))]
-        print("| classifier | mode | " + " | ".join(f"{e:g}" for e in eps) + " |")
-        print("|---|---|" + "---|" * len(eps))
+        cells = []
         for target in report["targets"]:
             name = target["plugin"] + (" (hardened)" if target["run"] == str(hardened.path) else "")
             for mode, curve in target["curves"].items():
-                cells = " | ".join(f"{p['accuracy']:.4f}" for p in curve)
-                print(f"| {name} | {mode} | {cells} |")
+                cells.append([name, mode, *(f"{p['accuracy']:.4f}" for p in curve)])
+        print(markdown_table(["classifier", "mode", *(f"{e:g}" for e in eps)], cells))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import markdown_table, write_result
 
 ZOO = str(Path(sys.executable).with_name("zoo"))
 COMMANDS = {
@@ -51,13 +51,16 @@ def main(repeat: int) -> None:
         )
     path = write_result("startup", {"command": " ".join(sys.argv), "rows": rows})
     print(f"wrote {path}")
-    print("| command | first run | median | max |")
-    print("|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| `{r['command']}` | {r['first_s']:.3f} s | {r['median_s']:.3f} s "
-            f"| {r['max_s']:.3f} s |"
-        )
+    cells = [
+        [
+            f"`{r['command']}`",
+            f"{r['first_s']:.3f} s",
+            f"{r['median_s']:.3f} s",
+            f"{r['max_s']:.3f} s",
+        ]
+        for r in rows
+    ]
+    print(markdown_table(["command", "first run", "median", "max"], cells))
 
 
 if __name__ == "__main__":

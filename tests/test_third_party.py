@@ -15,29 +15,32 @@ from tests.conftest import REPO, run_cli
 EXAMPLE = REPO / "docs" / "examples" / "zoo-logreg"
 
 
-@pytest.fixture(scope="module")
-def installed_example(tmp_path_factory) -> Path:
-    """``pip install`` the example package into a private target folder (no network)."""
-    target = tmp_path_factory.mktemp("site")
+def _pip(command: str, *args: str) -> None:
+    """pip offline, without build isolation (setuptools comes from the venv)."""
     subprocess.run(
         [
             sys.executable,
             "-m",
             "pip",
-            "install",
+            command,
             "--quiet",
             "--no-deps",
             "--no-build-isolation",
             "--no-index",
-            "--target",
-            str(target),
-            str(EXAMPLE),
+            *args,
         ],
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="module")
+def installed_example(tmp_path_factory) -> Path:
+    """``pip install`` the example package into a private target folder (no network)."""
+    target = tmp_path_factory.mktemp("site")
+    _pip("install", "--target", str(target), str(EXAMPLE))
     assert list(target.glob("zoo_logreg-0.1.0.dist-info"))
     return target
 
@@ -125,25 +128,7 @@ def test_wheel_ships_the_builtin_catalogue(tmp_path):
     """A non-editable install finds registry.toml under <prefix>/share/zoo."""
     import zipfile
 
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--no-index",
-            "--wheel-dir",
-            str(tmp_path),
-            str(REPO),
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    _pip("wheel", "--wheel-dir", str(tmp_path), str(REPO))
     (wheel,) = tmp_path.glob("zoo-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".data/data/share/zoo/registry.toml") for n in names)

@@ -15,6 +15,7 @@ from zoo.api import (
     list_plugins,
     load,
     run,
+    sample,
 )
 from zoo.classification import ClassifierConfig, ClassifierPlugin
 from zoo.config import option
@@ -27,6 +28,7 @@ from zoo.errors import (
     UnknownPluginError,
     ZooError,
 )
+from zoo.generation import GeneratorPlugin
 from zoo.hookspecs import hookimpl
 from zoo.plugin import TASKS, Plugin, PluginInfo, TrainablePlugin
 
@@ -37,6 +39,7 @@ __all__ = [
     "ClassifierPlugin",
     "ConfigError",
     "DataError",
+    "GeneratorPlugin",
     "LoadedRun",
     "Plugin",
     "PluginInfo",
@@ -54,4 +57,5 @@ __all__ = [
     "load",
     "option",
     "run",
+    "sample",
 ]

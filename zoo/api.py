@@ -175,3 +175,25 @@ def evaluate(
     results = {"test_images": len(test), **compute(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
     return results
+
+
+def sample(
+    run_dir: str | os.PathLike,
+    n: int = 64,
+    *,
+    label: str | int | None = None,
+    seed: int | None = None,
+    device: str = "cpu",
+):
+    """Images (n, C, 28, 28) in the plugin's pixel range from a generative run."""
+    from zoo.generation import GeneratorPlugin
+
+    loaded = load(run_dir, device=device)
+    if not isinstance(loaded.plugin, GeneratorPlugin):
+        raise RunError(
+            f"{loaded.path} is a '{loaded.record.plugin}' run (task "
+            f"{loaded.plugin.info.task}); sampling needs a generative run"
+        )
+    if n < 1:
+        raise configs.ConfigError(f"--n: must be >= 1 (got {n})")
+    return loaded.plugin.sample(n, labels=label, seed=seed)

@@ -72,3 +72,45 @@ def plot_confusion_matrix(
     save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def save_grid(images, path: Path, *, nrow: int, pixel_range: tuple[float, float]) -> Path:
+    """Save a batch (N, C, H, W) in ``pixel_range`` as one PNG grid, ``nrow`` per row."""
+    from torchvision.utils import make_grid
+
+    low, high = pixel_range
+    grid = make_grid(
+        ((images.detach().float().cpu() - low) / (high - low)).clamp(0, 1),
+        nrow=nrow,
+        padding=2,
+        pad_value=1.0,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save_pil(_to_pil(grid), path)
+    return path
+
+
+def _to_pil(grid):
+    from PIL import Image
+
+    array = (grid.mul(255).round().byte().permute(1, 2, 0)).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def _save_pil(image, path: Path, **options) -> None:
+    buffer = BytesIO()
+    image.save(buffer, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **options)
+    write_atomic(path, buffer.getvalue())
+
+
+def save_gif(frames: Sequence[Path], path: Path, *, milliseconds: int = 400) -> Path | None:
+    """Animate PNG frames (e.g. one sample grid per epoch) into a looping GIF."""
+    from PIL import Image
+
+    if not frames:
+        return None
+    images = [Image.open(frame).copy() for frame in frames]
+    _save_pil(
+        images[0], path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0
+    )
+    return path

@@ -7,6 +7,7 @@ torch is imported inside methods so that listing plugins stays fast.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,11 @@ class ClassifierConfig:
     lr: float = option(1e-3, help="Adam learning rate.", min=0.0, min_exclusive=True)
     adam_eps: float = option(
         1e-7, help="Adam epsilon (1e-7 as in Keras, which the paper used).", min=0.0
+    )
+    lr_schedule: str = option(
+        "constant",
+        help="constant, or cosine: decay the learning rate to 0 over the run's steps.",
+        choices=("constant", "cosine"),
     )
     adversarial_eps: float = option(
         0.0,
@@ -64,6 +70,10 @@ class ClassifierPlugin(TrainablePlugin):
         import torch.nn.functional as F
 
         optimizer = self.optimizer
+        if self.config.lr_schedule == "cosine":
+            progress = self.global_step / max(self.plan.total_steps, 1)
+            for group in optimizer.param_groups:
+                group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * progress))
         logits = self.predict(batch.images)
         loss = F.cross_entropy(logits.float(), batch.labels)
         if self.config.adversarial_eps > 0:  # Goodfellow et al.: half clean, half adversarial

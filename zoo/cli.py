@@ -219,5 +219,42 @@ def eval_command(run_dir: str, device: str, test_size: int | None, data_dir: str
     click.echo(f"wrote {run_dir}/eval.json")
 
 
+@cli.command()
+@click.argument("run_dir", metavar="RUN")
+@click.option(
+    "--n",
+    "count",
+    default=64,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many images.",
+)
+@click.option("--label", help="Class name or index 0-9 (conditional models only).")
+@click.option("--seed", type=int, help="Seed for the latent noise (default: random).")
+@click.option(
+    "-o",
+    "--output",
+    default="samples.png",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="PNG file for the grid.",
+)
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"]))
+def sample(
+    run_dir: str, count: int, label: str | None, seed: int | None, output: str, device: str
+) -> None:
+    """Draw samples from a generative run into one PNG grid."""
+    import math
+    from pathlib import Path
+
+    from zoo.artifacts import save_grid
+    from zoo.runs import read_run
+
+    images = api.sample(run_dir, count, label=label, seed=seed, device=device)
+    pixel_range = api.get_plugin(read_run(run_dir).plugin).pixel_range
+    save_grid(images, Path(output), nrow=math.ceil(math.sqrt(count)), pixel_range=pixel_range)
+    click.echo(f"wrote {count} samples to {output}")
+
+
 def main() -> None:
     cli.main(prog_name="zoo")

@@ -74,6 +74,15 @@ class Plugin:
         raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
 
 
+@attrs.frozen
+class TrainPlan:
+    """How long training will be, for schedules that depend on it (e.g. cosine decay)."""
+
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+
+
 class TrainablePlugin(Plugin):
     """A plugin the generic trainer trains: it builds modules and does one step.
 
@@ -85,6 +94,8 @@ class TrainablePlugin(Plugin):
     modules: nn.ModuleDict  # set by the core from build(), on the run's device
     optimizers: dict[str, torch.optim.Optimizer]  # set by the trainer
     device: torch.device
+    plan: TrainPlan  # set by the trainer before configure_optimizers()
+    global_step: int = 0  # optimizer steps done before the current train_step
 
     def build(self) -> Mapping[str, nn.Module]:
         """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
@@ -101,6 +112,9 @@ class TrainablePlugin(Plugin):
     def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
         """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""
         return {}
+
+    def end_of_training(self, epoch: EpochContext) -> None:
+        """Hook after the last epoch (e.g. assemble an animation of the epoch grids)."""
 
     def execute(self, run: RunContext) -> Mapping[str, Any]:
         from zoo.training import Trainer

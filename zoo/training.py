@@ -23,7 +23,7 @@ from zoo.data import iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
 from zoo.errors import RunError
 from zoo.evaluation import Evidence, evaluate, save_results
-from zoo.plugin import TrainablePlugin
+from zoo.plugin import TrainablePlugin, TrainPlan
 from zoo.runs import LOSSES_FILE, METRICS_FILE, RunContext, append_jsonl, read_jsonl
 
 LOG_EVERY = 25  # steps per smoothed loss record (losses.jsonl, progress bar)
@@ -73,20 +73,24 @@ def setup_modules(plugin: TrainablePlugin, device: torch.device) -> torch.nn.Mod
 
 
 class _Window:
-    """Running sums of step losses, turned into floats only when logged (no sync per step)."""
+    """Running sums of step losses, turned into floats only when logged (no sync per step).
+
+    Each key has its own weight: a GAN's generator loss exists only on the steps where
+    the generator is updated (every n_critic steps for WGAN).
+    """
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.weight = 0
+        self.weights: dict[str, int] = {}
 
     def add(self, losses: Mapping[str, torch.Tensor], weight: int) -> None:
         for key, value in losses.items():
             value = torch.as_tensor(value).detach().float() * weight
             self.sums[key] = self.sums[key] + value if key in self.sums else value
-        self.weight += weight
+            self.weights[key] = self.weights.get(key, 0) + weight
 
     def means(self) -> dict[str, float]:
-        return {k: float(v) / max(self.weight, 1) for k, v in self.sums.items()}
+        return {k: float(v) / self.weights[k] for k, v in self.sums.items()}
 
 
 def _format(record: Mapping[str, Any]) -> str:
@@ -122,14 +126,15 @@ class Trainer:
         device = resolve_device(settings.device)
         precision = resolve_precision(settings.precision, device)
         train = run.data.train.to(device)
-        modules = setup_modules(plugin, device)
-        optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
-        shuffle = torch.Generator().manual_seed(settings.seed)
-
         steps_per_epoch = math.ceil(len(train) / settings.batch_size)
         total_steps = settings.epochs * steps_per_epoch
         if settings.max_steps is not None:
             total_steps = min(total_steps, settings.max_steps)
+        plugin.plan = TrainPlan(settings.epochs, steps_per_epoch, total_steps)
+        modules = setup_modules(plugin, device)
+        optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
+        shuffle = torch.Generator().manual_seed(settings.seed)
+
         interactive = settings.progress and sys.stderr.isatty()
         bar = tqdm(
             total=total_steps,
@@ -153,6 +158,7 @@ class Trainer:
             for batch in iterate_batches(
                 train, settings.batch_size, plugin.pixel_range, generator=shuffle
             ):
+                plugin.global_step = step
                 with autocast(device, precision):
                     losses = plugin.train_step(batch)
                 step += 1
@@ -190,6 +196,8 @@ class Trainer:
             message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
             tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
         bar.close()
+        with torch.no_grad():
+            plugin.end_of_training(EpochContext(epoch, step, run, plugin, device, precision))
         self._final_evaluation(device, precision, epoch, step)
         plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
         print(

@@ -1,0 +1,150 @@
+"""The ten GAN variants: a few real training steps each, artifacts, reloading, losses."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from tests.test_cli import assert_one_line_error, invoke
+from zoo.artifacts import save_grid
+from zoo_plugins.gans.losses import gradient_penalty
+from zoo_plugins.gans.variants import VARIANTS
+
+NAMES = [variant.info.name for variant in VARIANTS]
+TINY = {"train_size": 192, "test_size": 64, "batch_size": 64, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def gan_runs(tmp_path_factory):
+    """Each variant trained for 2 epochs of 3 steps (6 steps: WGAN's G moves once)."""
+    out = tmp_path_factory.mktemp("gans")
+    return {name: zoo.run(name, epochs=2, out=str(out), seed=1, **TINY) for name in NAMES}
+
+
+def test_all_ten_variants_are_registered_case_insensitively():
+    assert {p.name for p in zoo.list_plugins(task="generate")} >= set(NAMES)
+    assert len(NAMES) == 10
+    assert zoo.get_plugin("WGAN_GP") is zoo.get_plugin("wgan_gp")
+    assert zoo.get_plugin("infoGAN").info.name == "infogan"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_variant_trains_with_finite_losses_and_writes_artifacts(gan_runs, name):
+    run = gan_runs[name]
+    history = run.history
+    assert [r["epoch"] for r in history] == [1, 2]
+    for record in history:
+        losses = {k: v for k, v in record.items() if "loss" in k}
+        assert "d_loss" in losses
+        assert all(math.isfinite(v) for v in losses.values()), losses
+    assert "g_loss" in history[-1]
+    for file in (
+        "samples/epoch_001.png",
+        "samples/epoch_002.png",
+        "animation.gif",
+        "loss.png",
+        "model.safetensors",
+    ):
+        assert (run.path / file).is_file(), file
+    grid = Image.open(run.path / "samples" / "epoch_002.png")
+    assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # 10x10 images of 28 px, 2 px padding
+    assert Image.open(run.path / "animation.gif").n_frames == 2
+
+
+def test_infogan_writes_continuous_code_sweeps(gan_runs):
+    samples = gan_runs["infogan"].path / "samples"
+    assert (samples / "code_1_sweep.png").is_file() and (samples / "code_2_sweep.png").is_file()
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan", "began"])
+def test_reloaded_checkpoint_reproduces_the_last_grid(gan_runs, name, tmp_path):
+    run = gan_runs[name]
+    plugin = zoo.load(run.path).plugin
+    latent, labels = plugin.grid_inputs()
+    with torch.no_grad():
+        images = plugin.generate(latent, labels)
+    again = save_grid(images, tmp_path / "again.png", nrow=10, pixel_range=plugin.pixel_range)
+    saved = Image.open(run.path / "samples" / "epoch_002.png")
+    assert Image.open(again).tobytes() == saved.tobytes()
+
+
+def test_same_seed_same_samples(gan_runs):
+    first = zoo.sample(gan_runs["cgan"].path, 8, label="Dress", seed=5)
+    second = zoo.sample(gan_runs["cgan"].path, 8, label=3, seed=5)
+    assert torch.equal(first, second)
+    assert first.shape == (8, 1, 28, 28) and first.min() >= -1 and first.max() <= 1
+
+
+def test_wgan_clipping_bounds_the_critic(gan_runs):
+    critic = zoo.load(gan_runs["wgan"].path).model["discriminator"]
+    clip = zoo.get_plugin("wgan").Config().clip
+    largest = [p.detach().abs().max().item() for p in critic.parameters()]
+    assert max(largest) <= clip + 1e-12
+    assert max(largest) == pytest.approx(clip)  # clipping was active, not just small weights
+
+
+def test_began_keeps_its_balance_term_in_the_checkpoint(gan_runs):
+    from safetensors.torch import load_file
+
+    saved = load_file(str(gan_runs["began"].path / "model.safetensors"))["balance.k"]
+    assert 0.0 < saved.item() <= 1.0  # moved away from k0 = 0 by the lambda_k updates
+    assert zoo.load(gan_runs["began"].path).model["balance"].k.item() == saved.item()
+
+
+def test_gradient_penalty_uses_gradients_at_the_given_points():
+    # critic(x) = 0.5 * ||x||^2 has gradient x, so the penalty is mean((||x|| - 1)^2).
+    points = torch.randn(5, 1, 28, 28)
+
+    def critic(x):
+        return 0.5 * x.flatten(1).pow(2).sum(dim=1, keepdim=True)
+
+    expected = ((points.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    assert gradient_penalty(critic, points).item() == pytest.approx(expected.item(), rel=1e-5)
+    # a linear critic with ||w|| = 3 everywhere: (3 - 1)^2 = 4
+    weight = torch.full((784,), 3 / 28.0)
+    assert gradient_penalty(lambda x: x.flatten(1) @ weight[:, None], points).item() == (
+        pytest.approx(4.0, rel=1e-5)
+    )
+
+
+def test_conditional_sampling_feeds_the_requested_label(gan_runs):
+    plugin = zoo.load(gan_runs["acgan"].path).plugin
+    seen = []
+    first_layer = plugin.modules["generator"].fc[0]
+    handle = first_layer.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+    try:
+        plugin.sample(6, labels="Ankle boot", seed=0)
+    finally:
+        handle.remove()
+    one_hot = seen[0][:, plugin.config.z_dim :]
+    assert torch.equal(one_hot.argmax(dim=1), torch.full((6,), 9))
+    assert torch.equal(one_hot.sum(dim=1), torch.ones(6))
+
+
+def test_sample_cli_and_its_errors(gan_runs, dense_run, tmp_path):
+    output = tmp_path / "grid.png"
+    ok = invoke(
+        "sample",
+        str(gan_runs["cgan"].path),
+        "--n",
+        "12",
+        "--label",
+        "sneaker",
+        "--seed",
+        "1",
+        "-o",
+        str(output),
+    )
+    assert ok.exit_code == 0, ok.output
+    assert Image.open(output).size == (4 * 30 + 2, 3 * 30 + 2)
+    assert_one_line_error(
+        invoke("sample", str(gan_runs["gan"].path), "--label", "3"), 2, "unconditional"
+    )
+    assert_one_line_error(
+        invoke("sample", str(gan_runs["cgan"].path), "--label", "hat"), 2, "unknown class 'hat'"
+    )
+    assert_one_line_error(invoke("sample", str(dense_run.path)), 1, "generative run")
