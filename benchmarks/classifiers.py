@@ -27,36 +27,49 @@ PAPER = {"dense": 0.88, "cnn": 0.90}
 @click.command()
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--models", default="dense,cnn", show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seeds", default="0", show_default=True, help="Comma-separated seeds per model.")
+@click.option(
+    "--extra", multiple=True, help="name:key=value overrides, e.g. dense:lr_schedule=cosine"
+)
 @click.option("--out", default="runs/benchmarks", show_default=True)
-def main(epochs: int, models: str, seed: int, out: str) -> None:
+@click.option("--name", default="classifiers", show_default=True, help="Result file name.")
+def main(epochs: int, models: str, seeds: str, extra: tuple[str, ...], out: str, name: str) -> None:
+    overrides: dict[str, dict[str, str]] = {}
+    for item in extra:
+        model, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        overrides.setdefault(model, {})[key] = value
     rows = []
-    for name in models.split(","):
+    for model, seed in [(m, int(s)) for m in models.split(",") for s in seeds.split(",")]:
         started = time.perf_counter()
-        result = zoo.run(name, epochs=epochs, seed=seed, out=out, progress=False)
+        options = overrides.get(model, {})
+        result = zoo.run(model, epochs=epochs, seed=seed, out=out, progress=False, **options)
         wall = time.perf_counter() - started
         evaluated = zoo.evaluate(result.path)
         history = result.history
         rows.append(
             {
-                "model": name,
+                "model": model,
+                "seed": seed,
+                "options": options,
                 "epochs": epochs,
-                "batch_size": zoo.get_plugin(name).defaults.get("batch_size"),
+                "batch_size": zoo.get_plugin(model).defaults.get("batch_size"),
                 "wall_s": round(wall, 1),
                 "train_s": round(sum(r["seconds"] for r in history), 1),
                 "train_accuracy": round(history[-1]["accuracy"], 4),
                 "test_accuracy": evaluated["accuracy"],
                 "trainer_test_accuracy": history[-1]["test_accuracy"],
-                "paper": PAPER.get(name),
+                "paper": PAPER.get(model),
                 "run": str(result.path),
             }
         )
-    path = write_result("classifiers", {"command": " ".join(sys.argv), "rows": rows})
+    path = write_result(name, {"command": " ".join(sys.argv), "rows": rows})
     print(f"wrote {path}")
-    header = ["model", "epochs", "wall time", "train acc", "test acc", "paper"]
+    header = ["model", "seed", "epochs", "wall time", "train acc", "test acc", "paper"]
     cells = [
         [
-            r["model"],
+            r["model"] + "".join(f" {k}={v}" for k, v in r["options"].items()),
+            r["seed"],
             r["epochs"],
             f"{r['wall_s']:.0f} s",
             f"{r['train_accuracy']:.4f}",

@@ -31,8 +31,9 @@ class ClassifierConfig:
         1e-7, help="Adam epsilon (1e-7 as in Keras, which the paper used).", min=0.0
     )
     lr_schedule: str = option(
-        "constant",
-        help="constant, or cosine: decay the learning rate to 0 over the run's steps.",
+        "cosine",
+        help="cosine: decay the learning rate to 0 over the run's steps; constant: the "
+        "paper's Keras recipe.",
         choices=("constant", "cosine"),
     )
     adversarial_eps: float = option(
