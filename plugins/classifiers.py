@@ -2,7 +2,8 @@
 
 Both follow the paper's Keras notebook: Glorot-uniform weights and zero biases (Keras'
 defaults), Adam 1e-3, batch 32, 10 epochs; by default the learning rate decays along a
-cosine (``--lr-schedule constant`` is the notebook's recipe exactly; see docs/RESULTS.md). The CNN is the TF DCGAN-tutorial
+cosine (``--lr-schedule constant`` is the notebook's recipe exactly; see
+docs/RESULTS.md). The CNN is the TF DCGAN-tutorial
 discriminator with a 10-way head, including Keras' ``same`` padding (one pixel before,
 two after, for stride 2) and LeakyReLU's default slope of 0.3.
 """

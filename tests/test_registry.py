@@ -32,7 +32,8 @@ def test_builtins_come_from_registry_toml():
 
 def test_public_api_lists_and_gets():
     assert {p.name for p in zoo.list_plugins(task="classify")} >= {"dense", "cnn"}
-    assert [p.name for p in zoo.list_plugins("c*n")] == ["cnn"]
+    assert [p.name for p in zoo.list_plugins("c?n")] == ["cnn"]
+    assert [p.name for p in zoo.list_plugins("*gan", task="generate")][:2] == ["acgan", "began"]
     assert all(p.info.task == "classify" for p in zoo.list_plugins(task="classify"))
     assert zoo.get_plugin("cnn").info.name == "cnn"
     assert zoo.get_plugin("CNN") is zoo.get_plugin("cnn")
