@@ -148,3 +148,58 @@ def test_sample_cli_and_its_errors(gan_runs, dense_run, tmp_path):
         invoke("sample", str(gan_runs["cgan"].path), "--label", "hat"), 2, "unknown class 'hat'"
     )
     assert_one_line_error(invoke("sample", str(dense_run.path)), 1, "generative run")
+
+
+def test_frechet_distance_matches_an_independent_scipy_computation():
+    import numpy as np
+    from scipy import linalg
+
+    from zoo.generative_metrics import frechet_distance, gaussian
+
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 16, generator=generator, dtype=torch.float64)
+    b = (
+        torch.randn(300, 16, generator=generator, dtype=torch.float64)
+        @ torch.randn(16, 16, generator=generator, dtype=torch.float64)
+        * 0.3
+        + 0.5
+    )
+    (mean_a, cov_a), (mean_b, cov_b) = gaussian(a), gaussian(b)
+    ours = frechet_distance(mean_a, cov_a, mean_b, cov_b)
+    sqrt_product = linalg.sqrtm(cov_a.numpy() @ cov_b.numpy()).real
+    reference = float(
+        np.sum((mean_a.numpy() - mean_b.numpy()) ** 2)
+        + np.trace(cov_a.numpy() + cov_b.numpy() - 2 * sqrt_product)
+    )
+    assert ours == pytest.approx(reference, rel=1e-6)
+    assert frechet_distance(mean_a, cov_a, mean_a, cov_a) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_classifier_score_bounds():
+    from zoo.generative_metrics import classifier_score
+
+    assert classifier_score(torch.zeros(50, 10)) == pytest.approx(1.0)
+    confident = torch.full((100, 10), -30.0)
+    confident[torch.arange(100), torch.arange(100) % 10] = 30.0
+    assert classifier_score(confident) == pytest.approx(10.0, rel=1e-6)
+
+
+def test_eval_of_gan_runs_in_classifier_feature_space(gan_runs, dense_run):
+    results = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
+    assert results["samples"] == 200 and results["feature_classifier_plugin"] == "dense"
+    assert results["frechet_distance"] > 0
+    assert 1.0 <= results["classifier_score"] <= 10.0
+    assert 0.0 <= results["conditional_accuracy"] <= 1.0
+    cached = list((dense_run.path / "feature_stats").glob("test-*.safetensors"))
+    assert len(cached) == 1
+    again = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
+    assert again["frechet_distance"] == results["frechet_distance"]
+    unconditional = zoo.evaluate(gan_runs["gan"].path, classifier=dense_run.path, samples=200)
+    assert "conditional_accuracy" not in unconditional
+    assert unconditional["real_classifier_score"] == results["real_classifier_score"]
+
+
+def test_gan_eval_without_a_classifier_says_how_to_get_one(gan_runs):
+    assert_one_line_error(
+        invoke("eval", str(gan_runs["gan"].path)), 1, "zoo run cnn", "--classifier"
+    )

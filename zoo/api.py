@@ -154,27 +154,59 @@ def evaluate(
     device: str = "cpu",
     test_size: int | None = None,
     data_dir: str | None = None,
+    classifier: str | os.PathLike | None = None,
+    samples: int = 10000,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures)."""
+    """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures).
+
+    Generative runs are judged in the feature space of a trained classifier run:
+    ``classifier`` or else the newest cnn run beside ``run_dir``.
+    """
     from zoo import data as datasets
     from zoo.devices import resolve_precision
     from zoo.evaluation import Evidence, save_results
     from zoo.evaluation import evaluate as compute
+    from zoo.generation import GeneratorPlugin
 
     loaded = load(run_dir, device=device)
     settings = configs.build(RunSettings, loaded.record.settings)
     test_size = settings.test_size if test_size is None else test_size
     test = datasets.load(data_dir or settings.data_dir).test.head(test_size)
-    evidence = Evidence(
-        loaded.plugin,
-        test,
-        device=loaded.plugin.device,
-        precision=resolve_precision(settings.precision, loaded.plugin.device),
-        batch_size=settings.eval_batch_size,
-    )
-    results = {"test_images": len(test), **compute(evidence, loaded.plugin.metrics)}
+    info: dict[str, Any] = {"test_images": len(test)}
+    if isinstance(loaded.plugin, GeneratorPlugin):
+        from zoo.generative_metrics import GenerativeEvidence
+
+        reference = load(classifier or _default_classifier(loaded.path), device=device)
+        if not hasattr(reference.plugin, "features"):
+            raise RunError(f"{reference.path} is not a classifier run with features()")
+        evidence = GenerativeEvidence(loaded.plugin, test, reference, n=samples, seed=seed)
+        info.update(evidence.describe())
+    else:
+        evidence = Evidence(
+            loaded.plugin,
+            test,
+            device=loaded.plugin.device,
+            precision=resolve_precision(settings.precision, loaded.plugin.device),
+            batch_size=settings.eval_batch_size,
+        )
+    results = {**info, **compute(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
     return results
+
+
+def _default_classifier(run_dir: Path) -> Path:
+    """The newest finished cnn run in the same folder as ``run_dir``."""
+    candidates = sorted(
+        (p for p in run_dir.parent.glob("cnn-*") if (p / "model.safetensors").is_file()),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not candidates:
+        raise RunError(
+            f"no trained cnn run beside {run_dir} to measure samples with: run `zoo run cnn "
+            f"--out {run_dir.parent}` first, or pass --classifier RUN"
+        )
+    return candidates[-1]
 
 
 def sample(

@@ -67,6 +67,14 @@ class ClassifierPlugin(TrainablePlugin):
         """Logits for a batch of images already scaled to ``pixel_range``."""
         return self.modules["net"](images)
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate features (N, D): what generative metrics compare real and fake in.
+
+        The default runs every layer of a ``Sequential`` network but the last; override
+        it where that is too wide for a covariance (the cnn pools its feature maps).
+        """
+        return self.modules["net"][:-1](images).flatten(1)
+
     def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
         import torch.nn.functional as F
 

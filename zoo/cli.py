@@ -204,13 +204,43 @@ def run() -> None:
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"]))
 @click.option("--test-size", type=click.IntRange(min=1), help="Evaluate the first N test images.")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Fashion-MNIST folder.")
-def eval_command(run_dir: str, device: str, test_size: int | None, data_dir: str | None) -> None:
+@click.option(
+    "--classifier",
+    type=click.Path(file_okay=False),
+    help="Generative runs: classifier run whose features judge the samples "
+    "(default: the newest cnn run beside RUN).",
+)
+@click.option(
+    "--samples",
+    default=10000,
+    show_default=True,
+    type=click.IntRange(min=2),
+    help="Generative runs: how many samples to draw.",
+)
+@click.option("--seed", default=0, show_default=True, help="Generative runs: sampling seed.")
+def eval_command(
+    run_dir: str,
+    device: str,
+    test_size: int | None,
+    data_dir: str | None,
+    classifier: str | None,
+    samples: int,
+    seed: int,
+) -> None:
     """Evaluate a run folder with its plugin's metrics; writes eval.json and pictures."""
-    results = api.evaluate(run_dir, device=device, test_size=test_size, data_dir=data_dir)
+    results = api.evaluate(
+        run_dir,
+        device=device,
+        test_size=test_size,
+        data_dir=data_dir,
+        classifier=classifier,
+        samples=samples,
+        seed=seed,
+    )
     for key, value in results.items():
         if isinstance(value, float):
             click.echo(f"{key:<22} {value:.4f}")
-        elif isinstance(value, int):
+        elif isinstance(value, (int, str)):
             click.echo(f"{key:<22} {value}")
         elif isinstance(value, dict):
             click.echo(f"{key}:")

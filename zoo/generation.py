@@ -48,6 +48,8 @@ class GeneratorPlugin(TrainablePlugin):
 
     conditional: ClassVar[bool] = False
     pixel_range = (-1.0, 1.0)
+    metrics = ("frechet_distance", "classifier_score", "conditional_accuracy")
+    evaluate_after_training = False  # needs a trained feature classifier: `zoo eval RUN`
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latent vectors, drawn with ``generator`` (on the CPU, then moved)."""

@@ -65,6 +65,7 @@ class Plugin:
     defaults: ClassVar[Mapping[str, Any]] = {}
     metrics: ClassVar[tuple[str, ...]] = ()
     pixel_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    evaluate_after_training: ClassVar[bool] = True  # False where metrics need more inputs
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config

@@ -209,7 +209,7 @@ class Trainer:
 
     def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:
         """Full evaluation with every metric the plugin declares -> eval.json + pictures."""
-        if not self.plugin.metrics:
+        if not self.plugin.metrics or not self.plugin.evaluate_after_training:
             return
         context = EpochContext(epoch, step, self.run, self.plugin, device, precision)
         with torch.no_grad():

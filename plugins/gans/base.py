@@ -29,7 +29,6 @@ class GANConfig:
 class GANPlugin(GeneratorPlugin):
     Config = GANConfig
     defaults = {"epochs": 50, "batch_size": 64}
-    metrics = ()
 
     label_input: ClassVar[bool] = False  # G gets the one-hot label (CGAN, ACGAN, infoGAN)
     label_channels: ClassVar[bool] = False  # D gets the label as 10 extra channels (CGAN)
