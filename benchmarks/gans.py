@@ -31,11 +31,14 @@ NAMES = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp",
 
 @click.command()
 @click.option("--epochs", default=1, show_default=True)
+@click.option("--max-steps", type=int, help="Budget in steps instead of whole epochs.")
 @click.option("--names", default=",".join(NAMES), show_default=True)
 @click.option("--classifier", help="cnn run for the features (default: classifiers.json's).")
 @click.option("--samples", default=10000, show_default=True)
 @click.option("--out", default="runs/benchmarks", show_default=True)
-def main(epochs: int, names: str, classifier: str | None, samples: int, out: str) -> None:
+def main(
+    epochs: int, max_steps: int | None, names: str, classifier: str | None, samples: int, out: str
+) -> None:
     if classifier is None:
         rows = json.loads((RESULTS / "classifiers.json").read_text())["rows"]
         classifier = next(r["run"] for r in rows if r["model"] == "cnn")
@@ -44,7 +47,7 @@ def main(epochs: int, names: str, classifier: str | None, samples: int, out: str
     rows = []
     for name in names.split(","):
         started = time.perf_counter()
-        result = zoo.run(name, epochs=epochs, out=out, progress=False)
+        result = zoo.run(name, epochs=epochs, max_steps=max_steps, out=out, progress=False)
         train_s = time.perf_counter() - started
         metrics = zoo.evaluate(result.path, classifier=classifier, samples=samples)
         last_grid = sorted((result.path / "samples").glob("epoch_*.png"))[-1]
