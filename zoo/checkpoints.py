@@ -104,7 +104,7 @@ def load_weights(run_dir: Path, modules: torch.nn.ModuleDict, plugin_name: str) 
     if missing or unexpected:
         what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise CheckpointError(f"{path} does not fit this plugin's networks ({what})")
-    for key, value in tensors.items():
+    for key, value in sorted(tensors.items()):
         if value.shape != expected[key].shape:
             raise CheckpointError(
                 f"{path}: tensor {key} has shape {tuple(value.shape)}, the network expects "
