@@ -36,8 +36,15 @@ NAMES = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp",
 @click.option("--classifier", help="cnn run for the features (default: classifiers.json's).")
 @click.option("--samples", default=10000, show_default=True)
 @click.option("--out", default="runs/benchmarks", show_default=True)
+@click.option("--name", "result_name", default="gans", show_default=True, help="Result file.")
 def main(
-    epochs: int, max_steps: int | None, names: str, classifier: str | None, samples: int, out: str
+    epochs: int,
+    max_steps: int | None,
+    names: str,
+    classifier: str | None,
+    samples: int,
+    out: str,
+    result_name: str,
 ) -> None:
     if classifier is None:
         rows = json.loads((RESULTS / "classifiers.json").read_text())["rows"]
@@ -71,7 +78,7 @@ def main(
         "samples": samples,
         "rows": rows,
     }
-    print(f"wrote {write_result('gans', payload)}")
+    print(f"wrote {write_result(result_name, payload)}")
     cells = [
         [
             r["name"],

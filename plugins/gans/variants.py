@@ -87,7 +87,9 @@ class ACGAN(GANPlugin):
 class InfoGANConfig(GANConfig):
     info_weight: float = option(1.0, help="Weight of the mutual-information loss.", min=0.0)
     supervised: bool = option(
-        True, help="Use the true label as the categorical code (the reference's default)."
+        True,
+        help="Supervised: the categorical code is the true label and D's code head also "
+        "learns the labels of real images, so code k means class k.",
     )
 
 
@@ -116,11 +118,16 @@ class InfoGAN(GANPlugin):
         return self.config.info_weight * (categorical + continuous)
 
     def discriminator_loss(self, real, fake, labels, latent):
+        import torch.nn.functional as F
+
         bce = _losses().bce
-        fake_out = self.discriminate(fake)
+        fake_out, real_out = self.discriminate(fake), self.discriminate(real)
         information = self._information(fake_out, labels, latent)
-        adversarial = bce(self.discriminate(real)[:, :1], True) + bce(fake_out[:, :1], False)
-        return adversarial + information, {"info_loss": information.detach()}
+        adversarial = bce(real_out[:, :1], True) + bce(fake_out[:, :1], False)
+        loss = adversarial + information
+        if self.config.supervised:  # tie categorical code k to real class k
+            loss = loss + F.cross_entropy(real_out[:, 1 : 1 + NUM_CLASSES].float(), labels)
+        return loss, {"info_loss": information.detach()}
 
     def generator_loss(self, fake, labels, latent):
         out = self.discriminate(fake)
