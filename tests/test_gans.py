@@ -194,6 +194,9 @@ def test_eval_of_gan_runs_in_classifier_feature_space(gan_runs, dense_run):
     assert len(cached) == 1
     again = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
     assert again["frechet_distance"] == results["frechet_distance"]
+    cached[0].write_bytes(b"garbage")  # a damaged cache is recomputed, not trusted
+    healed = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
+    assert healed["frechet_distance"] == pytest.approx(results["frechet_distance"], rel=1e-9)
     unconditional = zoo.evaluate(gan_runs["gan"].path, classifier=dense_run.path, samples=200)
     assert "conditional_accuracy" not in unconditional
     assert unconditional["real_classifier_score"] == results["real_classifier_score"]
@@ -202,4 +205,34 @@ def test_eval_of_gan_runs_in_classifier_feature_space(gan_runs, dense_run):
 def test_gan_eval_without_a_classifier_says_how_to_get_one(gan_runs):
     assert_one_line_error(
         invoke("eval", str(gan_runs["gan"].path)), 1, "zoo run cnn", "--classifier"
+    )
+
+
+def test_batch_norm_edge_cases_are_clear(tmp_path):
+    # 65 images at batch 64 leave one image over: that batch is dropped, not crashed on.
+    result = zoo.run(
+        "gan",
+        epochs=1,
+        train_size=65,
+        test_size=16,
+        batch_size=64,
+        out=str(tmp_path),
+        progress=False,
+    )
+    assert result.metrics["step"] == 1
+    assert_one_line_error(
+        invoke("run", "gan", "--batch-size", "1", "--max-steps", "1", "--out", str(tmp_path)),
+        2,
+        "batch norm",
+    )
+
+
+def test_sample_output_must_be_an_image_file(gan_runs, tmp_path):
+    assert_one_line_error(
+        invoke("sample", str(gan_runs["gan"].path), "-o", str(tmp_path / "grid.txt")), 2, ".png"
+    )
+    folder = tmp_path / "taken.png"
+    folder.mkdir()
+    assert_one_line_error(
+        invoke("sample", str(gan_runs["gan"].path), "-o", str(folder)), 1, "cannot write"
     )

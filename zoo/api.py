@@ -196,17 +196,24 @@ def evaluate(
 
 
 def _default_classifier(run_dir: Path) -> Path:
-    """The newest finished cnn run in the same folder as ``run_dir``."""
-    candidates = sorted(
-        (p for p in run_dir.parent.glob("cnn-*") if (p / "model.safetensors").is_file()),
-        key=lambda p: p.stat().st_mtime,
-    )
+    """The newest finished classifier run (task classify) in the same folder as ``run_dir``."""
+    folder = Path(run_dir).resolve().parent
+    candidates = []
+    for path in folder.iterdir():
+        if not (path / "model.safetensors").is_file():
+            continue
+        try:
+            plugin = get_plugin(read_run(path).plugin)
+        except ZooError:
+            continue
+        if plugin.info.task == "classify":
+            candidates.append(path)
     if not candidates:
         raise RunError(
-            f"no trained cnn run beside {run_dir} to measure samples with: run `zoo run cnn "
-            f"--out {run_dir.parent}` first, or pass --classifier RUN"
+            f"no trained classifier run beside {run_dir} to measure samples with: run "
+            f"`zoo run cnn --out {folder}` first, or pass --classifier RUN"
         )
-    return candidates[-1]
+    return max(candidates, key=lambda p: (p / "model.safetensors").stat().st_mtime)
 
 
 def sample(

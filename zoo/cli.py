@@ -11,7 +11,7 @@ import click
 
 from zoo import api
 from zoo.config import FieldSpec, field_specs, read_toml
-from zoo.errors import ZooError
+from zoo.errors import ConfigError, RunError, ZooError
 from zoo.registry import Registry, use_registry
 from zoo.settings import RunSettings
 
@@ -280,9 +280,14 @@ def sample(
     from zoo.artifacts import save_grid
     from zoo.runs import read_run
 
+    if Path(output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif"):
+        raise ConfigError(f"-o {output}: give a .png, .jpg or .gif file name")
     images = api.sample(run_dir, count, label=label, seed=seed, device=device)
     pixel_range = api.get_plugin(read_run(run_dir).plugin).pixel_range
-    save_grid(images, Path(output), nrow=math.ceil(math.sqrt(count)), pixel_range=pixel_range)
+    try:
+        save_grid(images, Path(output), nrow=math.ceil(math.sqrt(count)), pixel_range=pixel_range)
+    except OSError as error:
+        raise RunError(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {count} samples to {output}")
 
 

@@ -246,10 +246,13 @@ def iterate_batches(
     *,
     generator=None,
     shuffle: bool = True,
+    drop_singleton: bool = False,
 ) -> Iterator[Batch]:
-    """Batches by index from an in-memory split (already on its device); the last,
-    smaller batch is kept. Shuffling draws from ``generator`` on the CPU, so the order
-    is the same whatever the device."""
+    """Batches by index from an in-memory split (already on its device).
+
+    The last, smaller batch is kept, unless it holds one image and ``drop_singleton`` is
+    set. Shuffling draws from ``generator`` on the CPU, so the order is the same whatever
+    the device."""
     import torch
 
     n = len(split)
@@ -257,4 +260,6 @@ def iterate_batches(
     order = order.to(split.images.device)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]
+        if drop_singleton and len(index) == 1 and n > 1:
+            break  # batch norm cannot train on one image
         yield Batch(to_float(split.images[index], pixel_range), split.labels[index])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
@@ -58,7 +59,9 @@ def gaussian(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def classifier_score(logits: torch.Tensor) -> float:
     probabilities = logits.double().softmax(dim=1)
     marginal = probabilities.mean(dim=0, keepdim=True)
-    kl = (probabilities * (probabilities.clamp_min(1e-12).log() - marginal.log())).sum(dim=1)
+    kl = (
+        probabilities * (probabilities.clamp_min(1e-12).log() - marginal.clamp_min(1e-12).log())
+    ).sum(dim=1)
     return float(kl.mean().exp())
 
 
@@ -124,7 +127,10 @@ class GenerativeEvidence:
         """Mean, covariance and logits' classifier score of the real split, cached."""
         path = self._cache_path()
         if path.is_file():
-            return load_bytes(path.read_bytes())
+            try:
+                return load_bytes(path.read_bytes())
+            except (SafetensorError, OSError):
+                path.unlink(missing_ok=True)  # a damaged cache is recomputed, not trusted
         features, logits = [], []
         for batch in iterate_batches(
             self.real, self.batch_size, self.classifier.plugin.pixel_range, shuffle=False
@@ -159,7 +165,7 @@ class GenerativeEvidence:
             "real_images": len(self.real),
             "feature_classifier": str(self.classifier.path),
             "feature_classifier_plugin": self.classifier.record.plugin,
-            "features": "ClassifierPlugin.features of the feature classifier (cnn: 128-d)",
+            "features": f"features() of the feature classifier ({self.fake[0].shape[1]}-d)",
         }
 
 

@@ -21,7 +21,7 @@ from zoo.artifacts import plot_losses
 from zoo.config import to_dict
 from zoo.data import iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
-from zoo.errors import RunError
+from zoo.errors import ConfigError, RunError
 from zoo.evaluation import Evidence, evaluate, save_results
 from zoo.plugin import TrainablePlugin, TrainPlan
 from zoo.runs import LOSSES_FILE, METRICS_FILE, RunContext, append_jsonl, read_jsonl
@@ -70,6 +70,15 @@ def setup_modules(plugin: TrainablePlugin, device: torch.device) -> torch.nn.Mod
     plugin.modules = torch.nn.ModuleDict(dict(plugin.build())).to(device)
     plugin.device = device
     return plugin.modules
+
+
+def _check_batch_norm(modules: torch.nn.Module, batch_size: int, images: int) -> None:
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)
+    if min(batch_size, images) < 2 and any(isinstance(m, norms) for m in modules.modules()):
+        raise ConfigError(
+            "--batch-size: this plugin's networks use batch norm, which needs at least 2 "
+            "images per batch (and --train-size >= 2)"
+        )
 
 
 class _Window:
@@ -126,12 +135,13 @@ class Trainer:
         device = resolve_device(settings.device)
         precision = resolve_precision(settings.precision, device)
         train = run.data.train.to(device)
-        steps_per_epoch = math.ceil(len(train) / settings.batch_size)
+        steps_per_epoch = len(train) // settings.batch_size + (len(train) % settings.batch_size > 1)
         total_steps = settings.epochs * steps_per_epoch
         if settings.max_steps is not None:
             total_steps = min(total_steps, settings.max_steps)
         plugin.plan = TrainPlan(settings.epochs, steps_per_epoch, total_steps)
         modules = setup_modules(plugin, device)
+        _check_batch_norm(modules, settings.batch_size, len(train))
         optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
         shuffle = torch.Generator().manual_seed(settings.seed)
 
@@ -156,7 +166,11 @@ class Trainer:
             epoch_window, log_window = _Window(), _Window()
             epoch_start, epoch_images = time.perf_counter(), 0
             for batch in iterate_batches(
-                train, settings.batch_size, plugin.pixel_range, generator=shuffle
+                train,
+                settings.batch_size,
+                plugin.pixel_range,
+                generator=shuffle,
+                drop_singleton=True,
             ):
                 plugin.global_step = step
                 with autocast(device, precision):

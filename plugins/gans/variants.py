@@ -292,7 +292,8 @@ class BEGAN(GANPlugin):
         k = self.modules["balance"].k
         real_loss = losses.reconstruction_l1(d, real)
         fake_loss = losses.reconstruction_l1(d, fake.detach())
-        self._update("discriminator", real_loss - k * fake_loss)
+        d_loss = real_loss - k * fake_loss
+        self._update("discriminator", d_loss)
         g_loss = losses.reconstruction_l1(d, fake)
         self._update("generator", g_loss)
         balance = (self.config.gamma * real_loss - g_loss).detach()
