@@ -234,5 +234,5 @@ def test_sample_output_must_be_an_image_file(gan_runs, tmp_path):
     folder = tmp_path / "taken.png"
     folder.mkdir()
     assert_one_line_error(
-        invoke("sample", str(gan_runs["gan"].path), "-o", str(folder)), 1, "cannot write"
+        invoke("sample", str(gan_runs["gan"].path), "-o", str(folder)), 2, "is a directory"
     )
