@@ -101,3 +101,16 @@ def test_cnn_matches_the_paper_architecture():
     assert out.shape == (2, 10)
     dense = zoo.get_plugin("dense")().build_network()
     assert sum(p.numel() for p in dense.parameters()) == 784 * 128 + 128 + 128 * 10 + 10
+
+
+def test_training_state_round_trips_through_state_safetensors(dense_run):
+    """What resuming will need: optimizer moments and RNG states come back bit for bit."""
+    plugin = zoo.load(dense_run.path).plugin
+    restored = dict(plugin.configure_optimizers())
+    rng, header = checkpoints.load_state(dense_run.path, restored)
+    assert header["step"] == dense_run.history[-1]["step"]
+    assert rng["torch"].dtype == torch.uint8 and "shuffle" in rng
+    state = restored["net"].state_dict()["state"]
+    assert len(state) == 4  # two weights, two biases
+    assert all(float(s["step"]) == header["step"] for s in state.values())
+    assert all(s["exp_avg_sq"].abs().sum() > 0 for s in state.values())
