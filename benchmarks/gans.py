@@ -64,7 +64,10 @@ def main(
                 "name": name,
                 "run": str(result.path),
                 "epochs": epochs,
-                "seconds_per_epoch": round(train_s / epochs, 1),
+                "seconds_per_epoch": round(
+                    sum(r["seconds"] for r in result.history) / len(result.history), 1
+                ),
+                "wall_s": round(train_s, 1),
                 "images_per_s": result.history[-1]["images_per_s"],
                 "frechet_distance": metrics["frechet_distance"],
                 "classifier_score": metrics["classifier_score"],

@@ -95,6 +95,31 @@ def test_began_keeps_its_balance_term_in_the_checkpoint(gan_runs):
     assert zoo.load(gan_runs["began"].path).model["balance"].k.item() == saved.item()
 
 
+def test_began_halves_its_learning_rate_when_convergence_gets_worse(tmp_path):
+    config = {"lr": 1e-3, "lr_floor": 3e-4}
+    run = zoo.run("began", epochs=4, out=str(tmp_path), seed=0, **config, **TINY)
+    previous, lr = 1.0, config["lr"]  # the reference starts from M_pre = 1
+    for record in run.history:
+        if record["mean_convergence"] > previous:
+            lr = max(lr / 2, config["lr_floor"])
+        else:
+            previous = record["mean_convergence"]
+        assert record["lr"] == pytest.approx(lr)
+    assert any(r["lr"] < config["lr"] for r in run.history)  # the schedule did act here
+
+
+def test_autoencoder_discriminators_follow_the_reference():
+    import torch.nn as nn
+
+    def batch_norms(name):
+        plugin = zoo.get_plugin(name)()
+        discriminator = plugin.build()["discriminator"]
+        return sum(isinstance(m, nn.BatchNorm1d) for m in discriminator.modules())
+
+    assert batch_norms("ebgan") == 1  # FC-BN-ReLU before the deconv; the code stays raw
+    assert batch_norms("began") == 0  # BEGAN's decoder is linear
+
+
 def test_gradient_penalty_uses_gradients_at_the_given_points():
     # critic(x) = 0.5 * ||x||^2 has gradient x, so the penalty is mean((||x|| - 1)^2).
     points = torch.randn(5, 1, 28, 28)

@@ -35,6 +35,7 @@ class GANPlugin(GeneratorPlugin):
     discriminator_outputs: ClassVar[int] = 1
     discriminator_batch_norm: ClassVar[bool] = True
     autoencoder: ClassVar[bool] = False  # EBGAN, BEGAN
+    autoencoder_batch_norm: ClassVar[bool] = True  # BN-ReLU in the autoencoder's decoder
     code_dim: ClassVar[int] = 0  # extra latent dimensions after z (infoGAN's continuous codes)
 
     @property
@@ -49,7 +50,7 @@ class GANPlugin(GeneratorPlugin):
 
         inputs = self.config.z_dim + self.code_dim + (NUM_CLASSES if self.label_input else 0)
         if self.autoencoder:
-            discriminator = AutoEncoderDiscriminator()
+            discriminator = AutoEncoderDiscriminator(decoder_batch_norm=self.autoencoder_batch_norm)
         else:
             channels = 1 + (NUM_CLASSES if self.label_channels else 0)
             discriminator = Discriminator(

@@ -81,10 +81,13 @@ class Discriminator(nn.Module):
 class AutoEncoderDiscriminator(nn.Module):
     """EBGAN/BEGAN's discriminator: encode to a small code and reconstruct the image.
 
-    Returns the reconstruction and the code (EBGAN's pulling-away term uses the code).
+    As in the reference: conv 64 (4, s2)-ReLU, FC 32 (the code, left raw because EBGAN's
+    pulling-away term reads it), FC 64x14x14, deconv 1 (4, s2). EBGAN puts BN-ReLU after
+    the second FC; BEGAN's decoder is linear (``decoder_batch_norm=False``).
+    Returns the reconstruction and the code.
     """
 
-    def __init__(self, code_dim: int = 32) -> None:
+    def __init__(self, code_dim: int = 32, decoder_batch_norm: bool = True) -> None:
         super().__init__()
         self.encode = nn.Sequential(
             nn.Conv2d(1, 64, 4, 2, 1),
@@ -92,13 +95,10 @@ class AutoEncoderDiscriminator(nn.Module):
             nn.Flatten(),
             nn.Linear(64 * 14 * 14, code_dim),
         )
-        self.decode_fc = nn.Sequential(
-            nn.BatchNorm1d(code_dim),
-            nn.ReLU(),
-            nn.Linear(code_dim, 64 * 14 * 14),
-            nn.BatchNorm1d(64 * 14 * 14),
-            nn.ReLU(),
-        )
+        decoder = [nn.Linear(code_dim, 64 * 14 * 14)]
+        if decoder_batch_norm:
+            decoder += [nn.BatchNorm1d(64 * 14 * 14), nn.ReLU()]
+        self.decode_fc = nn.Sequential(*decoder)
         self.decode_conv = nn.ConvTranspose2d(64, 1, 4, 2, 1)
         self.apply(init_weights)
 

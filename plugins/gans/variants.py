@@ -266,6 +266,12 @@ class BEGANConfig(GANConfig):
     gamma: float = option(1.0, help="Diversity ratio gamma.", min=0.0)
     lambda_k: float = option(0.001, help="Learning rate of the balance term k.", min=0.0)
     k0: float = option(0.0, help="Initial k.", min=0.0, max=1.0)
+    lr_floor: float = option(
+        2e-5,
+        help="The learning rate halves after an epoch whose mean convergence measure rose, "
+        "down to this floor.",
+        min=0.0,
+    )
 
 
 class BEGAN(GANPlugin):
@@ -274,13 +280,18 @@ class BEGAN(GANPlugin):
     )
     Config = BEGANConfig
     autoencoder = True
+    autoencoder_batch_norm = False  # the reference's BEGAN decoder is linear
 
     def build(self):
         import torch
 
         modules = dict(super().build())
-        balance = torch.nn.Module()  # k is training state: a buffer, so checkpoints hold it
+        # k and the convergence bookkeeping are training state: buffers, so checkpoints hold them
+        balance = torch.nn.Module()
         balance.register_buffer("k", torch.tensor(float(self.config.k0)))
+        balance.register_buffer("convergence_sum", torch.tensor(0.0, dtype=torch.float64))
+        balance.register_buffer("convergence_steps", torch.tensor(0))
+        balance.register_buffer("previous_convergence", torch.tensor(1.0, dtype=torch.float64))
         modules["balance"] = balance
         return modules
 
@@ -289,22 +300,43 @@ class BEGAN(GANPlugin):
         real = batch.images
         fake = self.generate(self.latent(len(real)))
         d = self.modules["discriminator"]
-        k = self.modules["balance"].k
+        balance = self.modules["balance"]
+        k = balance.k
         real_loss = losses.reconstruction_l1(d, real)
         fake_loss = losses.reconstruction_l1(d, fake.detach())
         d_loss = real_loss - k * fake_loss
         self._update("discriminator", d_loss)
         g_loss = losses.reconstruction_l1(d, fake)
         self._update("generator", g_loss)
-        balance = (self.config.gamma * real_loss - g_loss).detach()
-        k.copy_((k + self.config.lambda_k * balance).clamp(0, 1))
-        convergence = real_loss.detach() + balance.abs()
+        equilibrium = (self.config.gamma * real_loss - g_loss).detach()
+        k.copy_((k + self.config.lambda_k * equilibrium).clamp(0, 1))
+        convergence = real_loss.detach() + equilibrium.abs()
+        balance.convergence_sum += convergence.double()
+        balance.convergence_steps += 1
         return {
             "d_loss": (real_loss - k * fake_loss).detach(),
             "g_loss": g_loss.detach(),
             "k": k.clone(),
             "convergence": convergence,
         }
+
+    def end_of_epoch(self, epoch):
+        """The reference's schedule: halve both learning rates when convergence got worse."""
+        metrics = dict(super().end_of_epoch(epoch))
+        balance = self.modules["balance"]
+        if int(balance.convergence_steps) == 0:
+            return metrics
+        current = balance.convergence_sum / balance.convergence_steps
+        if current > balance.previous_convergence:
+            for optimizer in self.optimizers.values():
+                for group in optimizer.param_groups:
+                    group["lr"] = max(group["lr"] / 2, self.config.lr_floor)
+        else:
+            balance.previous_convergence.copy_(current)
+        balance.convergence_sum.zero_()
+        balance.convergence_steps.zero_()
+        lr = self.optimizers["generator"].param_groups[0]["lr"]
+        return {**metrics, "mean_convergence": float(current), "lr": lr}
 
 
 VARIANTS = (GAN, CGAN, InfoGAN, ACGAN, EBGAN, BEGAN, WGAN, WGAN_GP, DRAGAN, LSGAN)
