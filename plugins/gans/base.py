@@ -110,20 +110,14 @@ class GANPlugin(GeneratorPlugin):
         fake = self.generate(latent, labels if self.label_input else None)
 
         d_loss, logs = self.discriminator_loss(real, fake.detach(), labels, latent)
-        self._update("discriminator", d_loss)
+        self.update("discriminator", d_loss)
         self.after_discriminator_step()
         logs = {"d_loss": d_loss.detach(), **logs}
         if (self.global_step + 1) % self.n_critic == 0:
             g_loss, g_logs = self.generator_loss(fake, labels, latent)
-            self._update("generator", g_loss)
+            self.update("generator", g_loss)
             logs.update({"g_loss": g_loss.detach(), **g_logs})
         return logs
-
-    def _update(self, name: str, loss) -> None:
-        optimizer = self.optimizers[name]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def discriminator_loss(self, real, fake, labels, latent):
         """(loss, extra logs) for the discriminator's update; ``fake`` is detached."""

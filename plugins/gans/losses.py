@@ -50,6 +50,10 @@ def reconstruction_l1(autoencoder, images: torch.Tensor) -> torch.Tensor:
     return (autoencoder(images)[0] - images).abs().mean()
 
 
-def reconstruction_mse(autoencoder, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def reconstruction_mse(
+    autoencoder, images: torch.Tensor, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EBGAN's energy, MSE(AE(images), target or images), and the autoencoder's code."""
     reconstruction, code = autoencoder(images)
-    return F.mse_loss(reconstruction.float(), images.float()), code
+    target = images if target is None else target
+    return F.mse_loss(reconstruction.float(), target.float()), code

@@ -255,8 +255,13 @@ class EBGAN(GANPlugin):
         return loss, {"real_energy": real_energy.detach()}
 
     def generator_loss(self, fake, labels, latent):
+        """As the reference: the energy's target is the detached image, so G is moved only
+        through D's reconstruction (with both sides attached, G collapsed onto a fixed
+        point of the autoencoder, a checkerboard, within one epoch)."""
         losses = _losses()
-        fake_energy, codes = losses.reconstruction_mse(self.modules["discriminator"], fake)
+        fake_energy, codes = losses.reconstruction_mse(
+            self.modules["discriminator"], fake, target=fake.detach()
+        )
         pullaway = losses.pulling_away(codes)
         return fake_energy + self.config.pullaway_weight * pullaway, {"pullaway": pullaway.detach()}
 
@@ -305,9 +310,9 @@ class BEGAN(GANPlugin):
         real_loss = losses.reconstruction_l1(d, real)
         fake_loss = losses.reconstruction_l1(d, fake.detach())
         d_loss = real_loss - k * fake_loss
-        self._update("discriminator", d_loss)
+        self.update("discriminator", d_loss)
         g_loss = losses.reconstruction_l1(d, fake)
-        self._update("generator", g_loss)
+        self.update("generator", g_loss)
         equilibrium = (self.config.gamma * real_loss - g_loss).detach()
         k.copy_((k + self.config.lambda_k * equilibrium).clamp(0, 1))
         convergence = real_loss.detach() + equilibrium.abs()
