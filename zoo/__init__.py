@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from zoo.api import (
     LoadedRun,
     RunResult,
+    colorize,
     evaluate,
     get_plugin,
     list_plugins,
@@ -18,6 +19,7 @@ from zoo.api import (
     sample,
 )
 from zoo.classification import ClassifierConfig, ClassifierPlugin
+from zoo.colorization import ColorizerPlugin
 from zoo.config import option
 from zoo.errors import (
     CheckpointError,
@@ -37,6 +39,7 @@ __all__ = [
     "CheckpointError",
     "ClassifierConfig",
     "ClassifierPlugin",
+    "ColorizerPlugin",
     "ConfigError",
     "DataError",
     "GeneratorPlugin",
@@ -50,6 +53,7 @@ __all__ = [
     "UnknownPluginError",
     "ZooError",
     "__version__",
+    "colorize",
     "evaluate",
     "get_plugin",
     "hookimpl",

@@ -86,7 +86,7 @@ def save_grid(images, path: Path, *, nrow: int, pixel_range: tuple[float, float]
         pad_value=1.0,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    _save_pil(_to_pil(grid), path)
+    save_image(_to_pil(grid), path)
     return path
 
 
@@ -97,7 +97,8 @@ def _to_pil(grid):
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _save_pil(image, path: Path, **options) -> None:
+def save_image(image, path: Path, **options) -> None:
+    """Save a PIL image atomically, its format taken from the file suffix."""
     buffer = BytesIO()
     image.save(buffer, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **options)
     write_atomic(path, buffer.getvalue())
@@ -110,7 +111,7 @@ def save_gif(frames: Sequence[Path], path: Path, *, milliseconds: int = 400) -> 
     if not frames:
         return None
     images = [Image.open(frame).copy() for frame in frames]
-    _save_pil(
+    save_image(
         images[0], path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0
     )
     return path

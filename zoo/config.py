@@ -34,8 +34,11 @@ def option(
     max: float | None = None,
     min_exclusive: bool = False,
     choices: Iterable[Any] | None = None,
+    converter: Callable[[Any], Any] | None = None,
 ) -> Any:
-    """Declare one hyperparameter: its default, its help text and the values it accepts."""
+    """Declare one hyperparameter: its default, its help text and the values it accepts.
+
+    ``converter`` normalises a value before validation (it may raise ConfigError)."""
     choices = tuple(choices) if choices is not None else None
     metadata = {
         "help": help,
@@ -44,7 +47,9 @@ def option(
         "min_exclusive": min_exclusive,
         "choices": choices,
     }
-    return attrs.field(default=default, validator=_check_bounds, metadata=metadata)
+    return attrs.field(
+        default=default, validator=_check_bounds, metadata=metadata, converter=converter
+    )
 
 
 def _check_bounds(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -208,10 +213,12 @@ def unknown_key_message(key: str, known: Iterable[str], label: Callable[[str], s
 def _failing_field(cls: type, kwargs: Mapping[str, Any]) -> str | None:
     """Find which field's validator rejects ``kwargs`` so the error can name it."""
     for field in attrs.fields(cls):
-        if field.name not in kwargs or field.validator is None:
+        if field.name not in kwargs:
             continue
         try:
-            field.validator(None, field, kwargs[field.name])
+            value = field.converter(kwargs[field.name]) if field.converter else kwargs[field.name]
+            if field.validator is not None:
+                field.validator(None, field, value)
         except (ValueError, TypeError):
             return field.name
     return None

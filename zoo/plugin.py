@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from zoo.data import Batch
+    from zoo.data import Batch, Split
     from zoo.runs import RunContext
     from zoo.training import EpochContext
 
@@ -74,6 +74,13 @@ class Plugin:
         """Do the plugin's job inside a prepared run folder; return its final metrics."""
         raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
 
+    def evidence(self, split: Split, *, device: Any, precision: str, batch_size: int) -> Any:
+        """What the core metrics of this plugin are computed from (one pass over ``split``);
+        a task whose metrics need other inputs returns its own evidence class."""
+        from zoo.evaluation import Evidence
+
+        return Evidence(self, split, device=device, precision=precision, batch_size=batch_size)
+
 
 @attrs.frozen
 class TrainPlan:
@@ -109,6 +116,14 @@ class TrainablePlugin(Plugin):
     def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
         """Forward, backward and optimizer updates for one batch; return detached losses."""
         raise NotImplementedError
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` into fresh gradients and step the optimizer ``name``:
+        the building block of multi-network steps such as a GAN's D and G updates."""
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
     def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
         """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""

@@ -1,0 +1,128 @@
+"""Base class and evaluation for colorizers: gray garment in, RGB garment out.
+
+A colorizer plugin implements :meth:`ColorizerPlugin.colorize`. Targets come from the
+colour Fashion-MNIST builder (zoo.color_data): the class palette, or, for
+colour-conditioned plugins, a requested colour per image. Per-epoch sheets, ``zoo eval``
+metrics (L1, PSNR, SSIM, colour accuracy, in zoo.colorization_metrics) and
+``zoo colorize`` (zoo.colorize_files) come from here, so a
+third-party colorizer gets them without extra code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from zoo.color_data import paint
+from zoo.data import CLASSES, Split
+from zoo.palette import DEFAULT_PALETTE, TEST_COLORS, Palette, parse_color
+from zoo.plugin import PluginInfo, TrainablePlugin
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.training import EpochContext
+
+SHEETS_DIR = "samples"
+SHEET_EXAMPLES = 2  # test images per class on each epoch's sheet
+
+
+class ColorizerPlugin(TrainablePlugin):
+    """Subclasses implement :meth:`colorize`; colour-conditioned ones set
+    ``color_conditioned`` and read the requested colours it is given."""
+
+    pixel_range = (-1.0, 1.0)
+    metrics = ("colorization_error", "color_accuracy")
+
+    @property
+    def color_conditioned(self) -> bool:
+        return False
+
+    @property
+    def palette(self) -> Palette:
+        return DEFAULT_PALETTE
+
+    def colorize(self, gray: torch.Tensor, colors: torch.Tensor | None = None) -> torch.Tensor:
+        """Gray (N, 1, 28, 28) in [-1, 1] -> RGB (N, 3, 28, 28) in [-1, 1]. ``colors``
+        (N, 3) in [0, 1] are the requested colours of a colour-conditioned plugin."""
+        raise NotImplementedError
+
+    def targets(
+        self, gray: torch.Tensor, labels: torch.Tensor, colors: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What ``colorize`` should return (in [-1, 1]): the palette colour of each
+        label, or the requested colours."""
+        if colors is None:
+            colors = self.palette.tensor(gray.device)[labels]
+        return paint((gray + 1) / 2, colors) * 2 - 1
+
+    def evaluation_colors(self, n: int, device=None) -> torch.Tensor | None:
+        """Requested colours for test image i: TEST_COLORS in turn (conditioned only)."""
+        if not self.color_conditioned:
+            return None
+        import torch
+
+        table = torch.tensor([parse_color(c) for c in TEST_COLORS], device=device)
+        return table[torch.arange(n, device=device) % len(TEST_COLORS)]
+
+    def evidence(self, split: Split, *, device, precision: str, batch_size: int):
+        from zoo.colorization_metrics import ColorizationEvidence
+
+        return ColorizationEvidence(
+            self, split, device=device, precision=precision, batch_size=batch_size
+        )
+
+    def end_of_epoch(self, epoch: EpochContext) -> dict[str, float]:
+        sheet = epoch.run.path / SHEETS_DIR / f"epoch_{epoch.epoch:03d}.png"
+        self.save_sheet(epoch.run.data.test, sheet)
+        results = epoch.evaluate(["colorization_error"])
+        return {k: v for k, v in results.items() if isinstance(v, float)}
+
+    def end_of_training(self, epoch: EpochContext) -> None:
+        from zoo.artifacts import save_gif
+
+        frames = sorted((epoch.run.path / SHEETS_DIR).glob("epoch_*.png"))
+        save_gif(frames, epoch.run.path / "animation.gif")
+
+    def save_sheet(self, test: Split, path) -> None:
+        """Columns: one class each; rows: gray input, colourised, target, repeated."""
+        import torch
+
+        from zoo.artifacts import save_grid
+        from zoo.data import to_float
+
+        picks = [
+            int(i)
+            for k in range(len(CLASSES))
+            for i in torch.nonzero(test.labels == k).flatten()[:SHEET_EXAMPLES]
+        ]
+        order = torch.tensor(picks).view(len(CLASSES), -1).t().flatten()
+        gray = to_float(test.images[order].to(self.device), self.pixel_range)
+        labels = test.labels[order].to(self.device)
+        colors = self.evaluation_colors(len(order), self.device)
+        with torch.no_grad():
+            output = self.colorize(gray, colors)
+        target = self.targets(gray, labels, colors)
+        rows = []
+        for chunk in range(len(order) // len(CLASSES)):
+            part = slice(chunk * len(CLASSES), (chunk + 1) * len(CLASSES))
+            rows += [gray[part].expand(-1, 3, -1, -1), output[part].float(), target[part]]
+        save_grid(torch.cat(rows), path, nrow=len(CLASSES), pixel_range=self.pixel_range)
+
+
+class GrayCopy(ColorizerPlugin):
+    """The baseline every colorizer must beat: the gray image copied into R, G and B."""
+
+    info = PluginInfo(
+        name="gray-copy", task="colorize", summary="baseline: gray copied into R, G and B"
+    )
+
+    def __init__(self, color_conditioned: bool = False) -> None:
+        super().__init__()
+        self._conditioned = color_conditioned
+
+    @property
+    def color_conditioned(self) -> bool:
+        return self._conditioned
+
+    def colorize(self, gray, colors=None):
+        return gray.expand(-1, 3, -1, -1)

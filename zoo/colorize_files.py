@@ -1,0 +1,121 @@
+"""`zoo colorize`: image files in, colourised PNGs and a side-by-side sheet out.
+
+Each file is read on its own, so one bad file is reported and the rest still get
+coloured. For every input ``NAME.ext`` the output folder gets ``NAME.png`` (28x28, what
+the model made), ``NAME_xS.png`` (the same, scaled up S times so a person can see it)
+and, for the whole call, ``sheet.png``: original, model input and result side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from zoo.errors import ZooError
+
+THUMB = 28  # sheet cells are THUMB * scale pixels square
+
+
+@attrs.frozen
+class ColorizeResult:
+    outputs: list[Path]  # the 28x28 PNGs, in input order (failed inputs skipped)
+    failures: list[tuple[str, str]]  # (input, one-line reason)
+    sheet: Path | None
+
+
+def colorize_files(
+    plugin: Any,
+    paths: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    color: tuple[float, float, float] | None = None,
+    scale: int = 8,
+) -> ColorizeResult:
+    """Colourise image files with a loaded colorizer plugin (see module docstring)."""
+    import torch
+    from PIL import Image
+
+    from zoo.data import to_float
+    from zoo.images import read_garment
+
+    out = Path(out)
+    grays, originals, names, failures = [], [], [], []
+    for path in paths:
+        try:
+            grays.append(read_garment(path))
+            with Image.open(path) as handle:
+                originals.append(handle.convert("RGB"))
+        except ZooError as error:
+            failures.append((str(path), str(error)))
+            continue
+        names.append(_unique_name(Path(path), names))
+    if not grays:
+        return ColorizeResult([], failures, None)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ZooError(f"cannot create {out}: {error.strerror or error}") from None
+
+    gray = to_float(torch.stack(grays).to(plugin.device), plugin.pixel_range)
+    colors = None
+    if color is not None:
+        colors = torch.tensor([color], device=plugin.device).expand(len(gray), 3)
+    with torch.no_grad():
+        rgb = ((plugin.colorize(gray, colors).float() + 1) / 2).clamp(0, 1).cpu()
+
+    outputs = []
+    for name, image in zip(names, rgb, strict=True):
+        small = _to_pil(image)
+        outputs.append(_save(small, out / f"{name}.png"))
+        large = small.resize((THUMB * scale,) * 2, Image.Resampling.NEAREST)
+        _save(large, out / f"{name}_x{scale}.png")
+    sheet = _save(_sheet(originals, grays, rgb, scale), out / "sheet.png")
+    return ColorizeResult(outputs, failures, sheet)
+
+
+def _unique_name(path: Path, taken: list[str]) -> str:
+    name = path.stem or "image"
+    if name in taken:
+        name = f"{name}_{path.suffix.lstrip('.') or 'x'}"
+    base, n = name, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    return name
+
+
+def _to_pil(image):
+    from PIL import Image
+
+    array = image.mul(255).round().byte().permute(1, 2, 0).numpy()
+    return Image.fromarray(array)
+
+
+def _save(image, path: Path) -> Path:
+    from zoo.artifacts import save_image
+
+    try:
+        save_image(image, path)
+    except OSError as error:
+        raise ZooError(f"cannot write {path}: {error.strerror or error}") from None
+    return path
+
+
+def _sheet(originals, grays, rgb, scale: int):
+    """One row per image: the original (fitted), the 28x28 gray input, the result."""
+    from PIL import Image, ImageOps
+
+    cell, gap = THUMB * scale, 4
+    sheet = Image.new("RGB", (3 * cell + 4 * gap, len(grays) * (cell + gap) + gap), "white")
+    for row, (original, gray, image) in enumerate(zip(originals, grays, rgb, strict=True)):
+        top = gap + row * (cell + gap)
+        fitted = ImageOps.pad(original, (cell, cell), color="white")
+        sheet.paste(fitted, (gap, top))
+        gray_image = Image.fromarray(gray.numpy()).convert("RGB")
+        for column, picture in ((1, gray_image), (2, _to_pil(image))):
+            enlarged = picture.resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(enlarged, (column * (cell + gap) + gap, top))
+    return sheet
