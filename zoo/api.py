@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,25 +68,40 @@ class RunResult:
 
 def execute(prepared: Prepared) -> RunResult:
     """Create the run folder, write config.json and let the plugin do its job."""
+    from zoo import distributed
+
     info = prepared.plugin.info
-    path = new_run_dir(prepared.settings.out, info.name)
-    write_json(
-        path / CONFIG_FILE,
-        {
-            "plugin": info.name,
-            "plugin_version": info.version,
-            "task": info.task,
-            "config": configs.to_dict(prepared.config),
-            "settings": configs.to_dict(prepared.settings),
-            "python": sys.version.split()[0],
-        },
-    )
+    world = distributed.current_world()
+    if world.active:
+        if not issubclass(prepared.plugin, TrainablePlugin):
+            raise configs.ConfigError(
+                f"plugin '{info.name}' trains nothing; run it without torchrun"
+            )
+        distributed.join(world, prepared.settings.device)
+    path = None
+    if world.is_main:  # under torchrun, rank 0 makes the folder and tells the others
+        path = new_run_dir(prepared.settings.out, info.name)
+        write_json(
+            path / CONFIG_FILE,
+            {
+                "plugin": info.name,
+                "plugin_version": info.version,
+                "task": info.task,
+                "config": configs.to_dict(prepared.config),
+                "settings": configs.to_dict(prepared.settings),
+                "python": sys.version.split()[0],
+            },
+        )
+    path = Path(distributed.broadcast_text(world, str(path) if path else None))
     plugin = prepared.plugin(prepared.config)
     try:
         metrics = plugin.execute(RunContext(path, info.name, prepared.settings))
     except ZooError:
-        _remove_if_empty(path)
+        if world.is_main:
+            _remove_if_empty(path)
         raise
+    finally:
+        distributed.leave(world)
     return RunResult(path, dict(metrics))
 
 
@@ -165,8 +180,8 @@ def evaluate(
     """
     from zoo import data as datasets
     from zoo.devices import resolve_precision
-    from zoo.evaluation import Evidence, save_results
     from zoo.evaluation import evaluate as compute
+    from zoo.evaluation import save_results
     from zoo.generation import GeneratorPlugin
 
     loaded = load(run_dir, device=device)
@@ -183,8 +198,7 @@ def evaluate(
         evidence = GenerativeEvidence(loaded.plugin, test, reference, n=samples, seed=seed)
         info.update(evidence.describe())
     else:
-        evidence = Evidence(
-            loaded.plugin,
+        evidence = loaded.plugin.evidence(
             test,
             device=loaded.plugin.device,
             precision=resolve_precision(settings.precision, loaded.plugin.device),
@@ -193,6 +207,43 @@ def evaluate(
     results = {**info, **compute(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
     return results
+
+
+def colorize(
+    run_dir: str | os.PathLike,
+    images: Sequence[str | os.PathLike],
+    *,
+    out: str | os.PathLike = "colorized",
+    color: str | None = None,
+    scale: int = 8,
+    device: str = "cpu",
+):
+    """Colourise image files with a colorizer run; a ColorizeResult lists the written
+    files and, per file that could not be read, a one-line reason."""
+    from zoo.colorization import ColorizerPlugin
+    from zoo.colorize_files import colorize_files
+    from zoo.palette import parse_color
+
+    if scale < 1:
+        raise configs.ConfigError(f"--scale: must be >= 1 (got {scale})")
+    requested = None if color is None else parse_color(color)  # bad names fail first
+    loaded = load(run_dir, device=device)
+    plugin = loaded.plugin
+    if not isinstance(plugin, ColorizerPlugin):
+        raise RunError(
+            f"{loaded.path} is a '{loaded.record.plugin}' run (task {plugin.info.task}); "
+            "colourising needs a colorizer run"
+        )
+    if plugin.color_conditioned and requested is None:
+        raise configs.ConfigError(
+            f"{loaded.path} colours garments in a requested colour: pass --color NAME or #hex"
+        )
+    if requested is not None and not plugin.color_conditioned:
+        raise configs.ConfigError(
+            f"{loaded.path} was trained on a class palette and takes no --color; train a "
+            "colour-conditioned run with `zoo run colorizer --mode color`"
+        )
+    return colorize_files(plugin, images, out, color=requested, scale=scale)
 
 
 def _default_classifier(run_dir: Path) -> Path:

@@ -93,7 +93,10 @@ def _run_command(entry) -> click.Command:
                 values[key] = value
         prepared = api.prepare(entry.name, values, label=_flag)
         result = api.execute(prepared)
-        click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))
+        from zoo.distributed import current_world
+
+        if current_world().is_main:  # under torchrun, one summary line
+            click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))
 
     return click.Command(
         entry.name,
@@ -289,6 +292,146 @@ def sample(
     except OSError as error:
         raise RunError(f"cannot write {output}: {error.strerror or error}") from None
     click.echo(f"wrote {count} samples to {output}")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN")
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True)
+@click.option(
+    "-o",
+    "--output-dir",
+    default="colorized",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for the coloured PNGs and sheet.png.",
+)
+@click.option("--color", help="Colour-conditioned runs: a CSS colour name or hex (#1e90ff).")
+@click.option(
+    "--scale",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1, max=64),
+    help="Upscaling of the enlarged copies.",
+)
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda", "auto"]))
+@click.pass_context
+def colorize(
+    ctx: click.Context,
+    run_dir: str,
+    images: tuple[str, ...],
+    output_dir: str,
+    color: str | None,
+    scale: int,
+    device: str,
+) -> None:
+    """Colour garment photos (PNG, JPEG; any size) with a colorizer run.
+
+    Each image is turned into a 28x28 Fashion-MNIST-style gray garment first (see
+    docs/guide.md). Files that cannot be read are reported one per line; the others
+    are still coloured, and the exit status is 1."""
+    result = api.colorize(run_dir, images, out=output_dir, color=color, scale=scale, device=device)
+    for output in result.outputs:
+        click.echo(f"wrote {output}")
+    if result.sheet is not None:
+        click.echo(f"wrote {result.sheet} (original | input | colourised)")
+    for _, message in result.failures:
+        click.echo(f"zoo: error: {message}", err=True)
+    if result.failures:
+        ctx.exit(1)
+
+
+_POSITIVE = click.IntRange(min=1)
+
+
+def _choices(option: str, text: str, allowed: dict[str, Any]) -> list[Any]:
+    values = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        if item not in allowed:
+            raise ConfigError(f"{option}: '{item}' is not one of {', '.join(allowed)}")
+        values.append(allowed[item])
+    return values
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--batch-size: expected integers such as 64 or 64,256 (got {text!r})"
+        ) from None
+    if not sizes or min(sizes) < 2:
+        raise ConfigError("--batch-size: each size must be >= 2 (batch norm needs 2 images)")
+    return sizes
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--batch-size", default="64", show_default=True, help="Sizes, comma-separated.")
+@click.option("--precision", default="auto", show_default=True, help="fp32, bf16 and/or auto.")
+@click.option(
+    "--layout",
+    default="contiguous",
+    show_default=True,
+    help="contiguous and/or channels-last, comma-separated.",
+)
+@click.option("--compile", "compile_", default="no", show_default=True, help="no and/or yes.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: one per core).")
+@click.option("--device", default="auto", type=click.Choice(["cpu", "cuda", "auto"]))
+@click.option("--steps", default=20, show_default=True, type=_POSITIVE, help="Steps per window.")
+@click.option("--windows", default=5, show_default=True, type=_POSITIVE, help="Timed windows.")
+@click.option("--warmup", default=5, show_default=True, type=_POSITIVE, help="Untimed steps first.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON here.")
+def bench(
+    name: str,
+    batch_size: str,
+    precision: str,
+    layout: str,
+    compile_: str,
+    threads: int | None,
+    device: str,
+    steps: int,
+    windows: int,
+    warmup: int,
+    as_json: bool,
+    output: str | None,
+) -> None:
+    """Training throughput of a plugin: median images/s over timed windows, GFLOP/s
+    against this machine's matrix-product peak. Lists give one row per combination."""
+    import itertools
+    from pathlib import Path
+
+    from zoo.bench import bench as run_bench
+    from zoo.bench import format_table
+    from zoo.runs import write_json
+
+    grid = itertools.product(
+        _batch_sizes(batch_size),
+        _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
+        _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
+        _choices("--compile", compile_, {"no": False, "yes": True}),
+    )
+    results = []
+    for size, prec, channels_last, compiled in grid:
+        values = {
+            "batch_size": size,
+            "precision": prec,
+            "channels_last": channels_last,
+            "compile": compiled,
+            "threads": threads,
+            "device": device,
+        }
+        prepared = api.prepare(name, values, label=lambda key: "--" + key.replace("_", "-"))
+        plugin = prepared.plugin(prepared.config)
+        results.append(
+            run_bench(plugin, prepared.settings, steps=steps, windows=windows, warmup=warmup)
+        )
+        if not as_json:
+            click.echo(f"measured {len(results)}: {results[-1].images_per_s:.0f} img/s", err=True)
+    payload = [r.to_dict() for r in results]
+    if output:
+        write_json(Path(output), {"command": " ".join(sys.argv), "results": payload})
+    click.echo(json.dumps(payload, indent=2) if as_json else format_table(results))
 
 
 def main() -> None:

@@ -247,16 +247,23 @@ def iterate_batches(
     generator=None,
     shuffle: bool = True,
     drop_singleton: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[Batch]:
     """Batches by index from an in-memory split (already on its device).
 
     The last, smaller batch is kept, unless it holds one image and ``drop_singleton`` is
     set. Shuffling draws from ``generator`` on the CPU, so the order is the same whatever
-    the device."""
+    the device. ``shard=(rank, size)`` keeps every size-th image of that order, starting
+    at rank: with the same generator on every process, the shards split each epoch
+    evenly and without overlap."""
     import torch
 
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    rank, size = shard
+    if size > 1:
+        order = order[rank : (n // size) * size : size]
+        n = len(order)
     order = order.to(split.images.device)
     for start in range(0, n, batch_size):
         index = order[start : start + batch_size]

@@ -23,9 +23,18 @@ class RunSettings:
     batch_size: int = option(64, help="Training batch size.", min=1)
     device: str = option("auto", help="cpu, cuda, or auto (cuda when available).", choices=DEVICES)
     precision: str = option(
-        "fp32",
+        "auto",
         help="Autocast precision: fp32, bf16, or auto (bf16 where the hardware has it).",
         choices=PRECISIONS,
+    )
+    channels_last: bool = option(
+        False, help="Channels-last memory layout for conv networks (faster on some CPUs/GPUs)."
+    )
+    compile: bool = option(
+        False, help="torch.compile the networks (slow first steps, then faster on some hardware)."
+    )
+    threads: int | None = option(
+        None, help="CPU threads for torch (default: torch's choice, one per core).", min=1
     )
     seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0)
     out: str = option("runs", help="Folder in which the run folder is created.")

@@ -16,15 +16,22 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from zoo import __version__, checkpoints
+from zoo import __version__, checkpoints, distributed
 from zoo.artifacts import plot_losses
 from zoo.config import to_dict
-from zoo.data import iterate_batches
+from zoo.data import Batch, iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
 from zoo.errors import ConfigError, RunError
-from zoo.evaluation import Evidence, evaluate, save_results
+from zoo.evaluation import evaluate, save_results
 from zoo.plugin import TrainablePlugin, TrainPlan
-from zoo.runs import LOSSES_FILE, METRICS_FILE, RunContext, append_jsonl, read_jsonl
+from zoo.runs import (
+    LOSSES_FILE,
+    METRICS_FILE,
+    RunContext,
+    append_jsonl,
+    read_jsonl,
+    write_json,
+)
 
 LOG_EVERY = 25  # steps per smoothed loss record (losses.jsonl, progress bar)
 
@@ -42,8 +49,7 @@ class EpochContext:
 
     def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
         """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
-        evidence = Evidence(
-            self.plugin,
+        evidence = self.plugin.evidence(
             self.run.data.test,
             device=self.device,
             precision=self.precision,
@@ -65,11 +71,34 @@ def checkpoint_meta(plugin: TrainablePlugin, run: RunContext, epoch: int, step: 
     }
 
 
-def setup_modules(plugin: TrainablePlugin, device: torch.device) -> torch.nn.ModuleDict:
-    """Build the plugin's networks and move them to ``device`` (training and loading)."""
-    plugin.modules = torch.nn.ModuleDict(dict(plugin.build())).to(device)
+def setup_modules(
+    plugin: TrainablePlugin, device: torch.device, settings: Any = None
+) -> torch.nn.ModuleDict:
+    """Build the plugin's networks and move them to ``device`` (training and loading);
+    ``settings`` (RunSettings) may ask for the channels-last layout and torch.compile."""
+    modules = torch.nn.ModuleDict(dict(plugin.build())).to(device)
+    if settings is not None and settings.channels_last:
+        modules = modules.to(memory_format=torch.channels_last)
+    if settings is not None and settings.compile:
+        for module in modules.values():
+            module.compile()  # in place: state_dict keys stay as they were
+    plugin.modules = modules
     plugin.device = device
-    return plugin.modules
+    return modules
+
+
+def channels_last_batch(batch: Batch) -> Batch:
+    """The batch with its images in the channels-last layout (for --channels-last)."""
+    images = batch.images
+    if images.dim() != 4:
+        return batch
+    return attrs.evolve(batch, images=images.contiguous(memory_format=torch.channels_last))
+
+
+def apply_threads(threads: int | None) -> None:
+    """Set torch's CPU thread count when asked (it is process-wide)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
 
 
 def _check_batch_norm(modules: torch.nn.Module, batch_size: int, images: int) -> None:
@@ -131,21 +160,28 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         settings, plugin, run = self.settings, self.plugin, self.run
+        world = self.world = distributed.current_world()
+        apply_threads(settings.threads)
         torch.manual_seed(settings.seed)
-        device = resolve_device(settings.device)
+        device = distributed.device_for(world, resolve_device(settings.device))
         precision = resolve_precision(settings.precision, device)
         train = run.data.train.to(device)
-        steps_per_epoch = len(train) // settings.batch_size + (len(train) % settings.batch_size > 1)
+        per_rank = len(train) // world.size
+        steps_per_epoch = per_rank // settings.batch_size + (per_rank % settings.batch_size > 1)
         total_steps = settings.epochs * steps_per_epoch
         if settings.max_steps is not None:
             total_steps = min(total_steps, settings.max_steps)
         plugin.plan = TrainPlan(settings.epochs, steps_per_epoch, total_steps)
-        modules = setup_modules(plugin, device)
+        modules = setup_modules(plugin, device, settings)
         _check_batch_norm(modules, settings.batch_size, len(train))
         optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
-        shuffle = torch.Generator().manual_seed(settings.seed)
+        shuffle = torch.Generator().manual_seed(settings.seed)  # the same order on every rank
+        replicas = modules
+        if world.active:
+            replicas = distributed.replicate(modules, device)
+            torch.manual_seed(settings.seed + world.rank)  # own noise and dropout per replica
 
-        interactive = settings.progress and sys.stderr.isatty()
+        interactive = settings.progress and sys.stderr.isatty() and world.is_main
         bar = tqdm(
             total=total_steps,
             unit="step",
@@ -153,10 +189,10 @@ class Trainer:
             disable=not interactive,
             file=sys.stderr,
         )
-        print(
-            f"zoo: training {plugin.info.name} on {device} ({precision}), "
-            f"{len(train)} images, batch {settings.batch_size}, {total_steps} steps -> {run.path}",
-            file=sys.stderr,
+        processes = f" x {world.size} processes" if world.active else ""
+        self._say(
+            f"zoo: training {plugin.info.name} on {device}{processes} ({precision}), "
+            f"{len(train)} images, batch {settings.batch_size}, {total_steps} steps -> {run.path}"
         )
         step, record, started = 0, {}, time.perf_counter()
         for epoch in range(1, settings.epochs + 1):
@@ -171,19 +207,25 @@ class Trainer:
                 plugin.pixel_range,
                 generator=shuffle,
                 drop_singleton=True,
+                shard=(world.rank, world.size),
             ):
                 plugin.global_step = step
+                plugin.modules = replicas
+                if settings.channels_last:
+                    batch = channels_last_batch(batch)
                 with autocast(device, precision):
                     losses = plugin.train_step(batch)
+                plugin.modules = modules
                 step += 1
-                epoch_images += len(batch)
+                epoch_images += len(batch) * world.size
                 epoch_window.add(losses, len(batch))
                 log_window.add(losses, len(batch))
                 bar.update(1)
                 if step % LOG_EVERY == 0 or step == total_steps:
                     means = log_window.means()
                     self._check_finite(means, step)
-                    append_jsonl(run.path / LOSSES_FILE, {"step": step, **means})
+                    if world.is_main:
+                        append_jsonl(run.path / LOSSES_FILE, {"step": step, **means})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
                     log_window = _Window()
                 if step >= total_steps:
@@ -192,10 +234,13 @@ class Trainer:
             train_means = epoch_window.means()
             self._check_finite(train_means, step)
             modules.eval()
-            with torch.no_grad():
-                extra = plugin.end_of_epoch(
-                    EpochContext(epoch, step, run, plugin, device, precision)
-                )
+            distributed.sync_buffers(world, modules)
+            extra = {}
+            if world.is_main:  # the other ranks wait at the barrier below
+                with torch.no_grad():
+                    extra = plugin.end_of_epoch(
+                        EpochContext(epoch, step, run, plugin, device, precision)
+                    )
             record = {
                 "epoch": epoch,
                 "step": step,
@@ -204,22 +249,47 @@ class Trainer:
                 **train_means,
                 **extra,
             }
-            append_jsonl(run.path / METRICS_FILE, record)
-            self._save(modules, optimizers, shuffle, device, epoch, step)
-            remaining = (time.perf_counter() - started) / step * (total_steps - step)
-            message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
-            tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
+            if world.is_main:
+                append_jsonl(run.path / METRICS_FILE, record)
+                self._save(modules, optimizers, shuffle, device, epoch, step)
+                remaining = (time.perf_counter() - started) / step * (total_steps - step)
+                message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
+                tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
+            distributed.barrier(world)
         bar.close()
-        with torch.no_grad():
-            plugin.end_of_training(EpochContext(epoch, step, run, plugin, device, precision))
-        self._final_evaluation(device, precision, epoch, step)
-        plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
-        print(
+        if world.active:
+            self._check_replicas(modules)
+        if world.is_main:
+            with torch.no_grad():
+                plugin.end_of_training(EpochContext(epoch, step, run, plugin, device, precision))
+            self._final_evaluation(device, precision, epoch, step)
+            plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
+        distributed.barrier(world)
+        self._say(
             f"zoo: done in {_duration(time.perf_counter() - started)}; "
-            f"`zoo eval {run.path}` re-evaluates it",
-            file=sys.stderr,
+            f"`zoo eval {run.path}` re-evaluates it"
         )
         return record
+
+    def _say(self, message: str) -> None:
+        if self.world.is_main:
+            print(message, file=sys.stderr)
+
+    def _check_replicas(self, modules: torch.nn.ModuleDict) -> None:
+        """Every process must end with the same weights; rank 0 records the digests."""
+        digests = distributed.gather_text(self.world, distributed.weights_digest(modules))
+        if self.world.is_main:
+            write_json(
+                self.run.path / "distributed.json",
+                {
+                    "world_size": self.world.size,
+                    "backend": torch.distributed.get_backend(),
+                    "weights_sha256_by_rank": digests,
+                    "replicas_identical": len(set(digests)) == 1,
+                },
+            )
+            if len(set(digests)) != 1:
+                print("zoo: warning: the replicas' weights differ at the end", file=sys.stderr)
 
     def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:
         """Full evaluation with every metric the plugin declares -> eval.json + pictures."""

@@ -1,0 +1,50 @@
+"""torchrun with 2 CPU processes: DistributedDataParallel replicas, one run folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from zoo.runs import read_jsonl
+
+
+def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "zoo", "run", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+@pytest.mark.parametrize("name", ["dense", "gan"])
+def test_two_processes_end_with_identical_weights_and_one_run_folder(name, tmp_path):
+    out = tmp_path / "runs"
+    result = torchrun(
+        name, "--epochs", "2", "--train-size", "640", "--test-size", "100",
+        "--batch-size", "64", "--no-progress", "--out", str(out), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list(out.iterdir())
+    assert len(runs) == 1, runs  # rank 1 wrote no folder of its own
+    run = runs[0]
+    report = json.loads((run / "distributed.json").read_text())
+    assert report["world_size"] == 2 and report["backend"] == "gloo"
+    digests = report["weights_sha256_by_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1] and report["replicas_identical"]
+    history = read_jsonl(run / "metrics.jsonl")
+    assert [r["epoch"] for r in history] == [1, 2]  # written once, not once per rank
+    assert [r["step"] for r in history] == [5, 10]  # 640 images / 2 ranks / batch 64
+    summaries = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(summaries) == 1 and json.loads(summaries[0])["run"] == str(run)
+    assert (run / "model.safetensors").is_file()
+
+
+def test_a_plugin_that_trains_nothing_is_refused_under_torchrun(tmp_path):
+    result = torchrun("fgsm", "--target", str(tmp_path), cwd=tmp_path)
+    assert result.returncode != 0
+    assert "run it without torchrun" in result.stderr

@@ -1,0 +1,182 @@
+"""`zoo bench NAME`: training throughput of any plugin, against this machine's peak.
+
+Throughput is the median of several timed windows after a warm-up (first steps allocate
+memory, pick kernels and, with ``--compile``, compile). The work per step is counted by
+torch's FlopCounterMode on one real step, so achieved GFLOP/s can be set against the
+measured matrix-product peak of the same device and precision: a plugin far below the
+peak is bound by something other than arithmetic (Python, memory, small kernels).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import torch
+
+from zoo.data import iterate_batches
+from zoo.devices import autocast, resolve_device, resolve_precision
+from zoo.errors import ConfigError
+from zoo.plugin import TrainablePlugin, TrainPlan
+
+
+@attrs.frozen
+class BenchResult:
+    plugin: str
+    device: str
+    precision: str
+    batch_size: int
+    channels_last: bool
+    compiled: bool
+    threads: int
+    steps_per_window: int
+    window_images_per_s: list[float]
+    images_per_s: float  # median over windows
+    ms_per_step: float
+    gflop_per_step: float
+    achieved_gflops: float
+    peak_gflops: float  # matrix-product peak, same device and precision
+    fraction_of_peak: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(device: torch.device, precision: str, size: int = 2048) -> float:
+    """Median GFLOP/s of an n x n matrix product in ``precision`` (fp32 or bf16)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    timings = []
+    for repeat in range(7):
+        _synchronize(device)
+        started = time.perf_counter()
+        a @ b
+        _synchronize(device)
+        if repeat >= 2:  # the first products warm caches and thread pools
+            timings.append(time.perf_counter() - started)
+    return 2 * size**3 / statistics.median(timings) / 1e9
+
+
+def count_flops(step) -> int:
+    """Floating-point operations of one call of ``step`` (forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return int(counter.get_total_flops())
+
+
+def bench(
+    plugin: TrainablePlugin,
+    settings: Any,
+    *,
+    steps: int = 20,
+    windows: int = 5,
+    warmup: int = 5,
+) -> BenchResult:
+    """Time ``plugin``'s train_step on real training images with ``settings`` (RunSettings)."""
+    from zoo import data
+    from zoo.training import apply_threads, channels_last_batch, setup_modules
+
+    if plugin.info.task == "attack" or not isinstance(plugin, TrainablePlugin):
+        raise ConfigError(f"plugin '{plugin.info.name}' trains nothing; zoo bench times training")
+    apply_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
+    needed = settings.batch_size * min(steps, 50)
+    train = data.load(settings.data_dir).train.head(needed).to(device)
+    plugin.plan = TrainPlan(1, steps * windows + warmup, steps * windows + warmup)
+    setup_modules(plugin, device, settings)
+    plugin.optimizers = dict(plugin.configure_optimizers())
+    plugin.modules.train()
+    batches = _endless_batches(train, settings.batch_size, plugin.pixel_range)
+
+    def step() -> Mapping[str, Any]:
+        batch = next(batches)
+        if settings.channels_last:
+            batch = channels_last_batch(batch)
+        with autocast(device, precision):
+            losses = plugin.train_step(batch)
+        plugin.global_step += 1
+        return losses
+
+    for _ in range(warmup):
+        step()
+    flops = count_flops(step)
+    rates = []
+    for _ in range(windows):
+        _synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            losses = step()
+        for value in losses.values():  # wait for the last step's work to finish
+            float(value)
+        _synchronize(device)
+        rates.append(steps * settings.batch_size / (time.perf_counter() - started))
+    median = statistics.median(rates)
+    seconds_per_step = settings.batch_size / median
+    achieved = flops / seconds_per_step / 1e9
+    peak = matmul_peak_gflops(device, precision)
+    return BenchResult(
+        plugin=plugin.info.name,
+        device=str(device),
+        precision=precision,
+        batch_size=settings.batch_size,
+        channels_last=settings.channels_last,
+        compiled=settings.compile,
+        threads=torch.get_num_threads(),
+        steps_per_window=steps,
+        window_images_per_s=[round(r, 1) for r in rates],
+        images_per_s=round(median, 1),
+        ms_per_step=round(seconds_per_step * 1000, 2),
+        gflop_per_step=round(flops / 1e9, 3),
+        achieved_gflops=round(achieved, 1),
+        peak_gflops=round(peak, 1),
+        fraction_of_peak=round(achieved / peak, 3),
+    )
+
+
+def _endless_batches(split, batch_size: int, pixel_range):
+    generator = torch.Generator().manual_seed(0)
+    while True:
+        for batch in iterate_batches(split, batch_size, pixel_range, generator=generator):
+            if len(batch) == batch_size:
+                yield batch
+
+
+def format_table(results: list[BenchResult]) -> str:
+    header = (
+        "PLUGIN", "PRECISION", "BATCH", "LAYOUT", "COMPILE", "THREADS",
+        "IMG/S", "MS/STEP", "GFLOP/STEP", "GFLOP/S", "PEAK", "OF PEAK",
+    )  # fmt: skip
+    rows = [
+        (
+            r.plugin,
+            r.precision,
+            str(r.batch_size),
+            "channels-last" if r.channels_last else "contiguous",
+            "yes" if r.compiled else "no",
+            str(r.threads),
+            f"{r.images_per_s:.0f}",
+            f"{r.ms_per_step:.1f}",
+            f"{r.gflop_per_step:.2f}",
+            f"{r.achieved_gflops:.1f}",
+            f"{r.peak_gflops:.1f}",
+            f"{100 * r.fraction_of_peak:.0f}%",
+        )
+        for r in results
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
