@@ -116,7 +116,7 @@ def test_autoencoder_discriminators_follow_the_reference():
         discriminator = plugin.build()["discriminator"]
         return sum(isinstance(m, nn.BatchNorm1d) for m in discriminator.modules())
 
-    assert batch_norms("ebgan") == 1  # FC-BN-ReLU before the deconv; the code stays raw
+    assert batch_norms("ebgan") == 2  # BN-ReLU on the code and after the second FC
     assert batch_norms("began") == 0  # BEGAN's decoder is linear
 
 

@@ -36,6 +36,7 @@ class BenchResult:
     window_images_per_s: list[float]
     images_per_s: float  # median over windows
     ms_per_step: float
+    flops_per_step: int  # forward and backward, as FlopCounterMode counts them
     gflop_per_step: float
     achieved_gflops: float
     peak_gflops: float  # matrix-product peak, same device and precision
@@ -139,6 +140,7 @@ def bench(
         window_images_per_s=[round(r, 1) for r in rates],
         images_per_s=round(median, 1),
         ms_per_step=round(seconds_per_step * 1000, 2),
+        flops_per_step=flops,
         gflop_per_step=round(flops / 1e9, 3),
         achieved_gflops=round(achieved, 1),
         peak_gflops=round(peak, 1),

@@ -1,0 +1,93 @@
+"""zoo bench and the speed settings (layout, compile, threads, precision) of every run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from tests.test_cli import assert_one_line_error, invoke
+from zoo.devices import bf16_is_fast, resolve_precision
+
+QUICK = ("--steps", "3", "--windows", "3", "--warmup", "1")
+
+
+def test_bench_counts_the_flops_of_forward_and_backward():
+    result = invoke("bench", "dense", "--batch-size", "64", "--json", *QUICK)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    # 784-128-10: each matrix product is 2*B*in*out FLOPs forward; backward needs the
+    # weight gradient of both layers and the input gradient of the second only.
+    forward = 2 * 64 * (784 * 128 + 128 * 10)
+    backward = 2 * 64 * 784 * 128 + 2 * (2 * 64 * 128 * 10)
+    assert row["flops_per_step"] == forward + backward
+    assert len(row["window_images_per_s"]) == 3
+    assert row["images_per_s"] == sorted(row["window_images_per_s"])[1]  # the median
+    assert row["ms_per_step"] == pytest.approx(64 / row["images_per_s"] * 1000, rel=1e-2)
+    assert 0 < row["fraction_of_peak"] and row["peak_gflops"] > 0
+
+
+def test_bench_table_has_one_row_per_combination(tmp_path):
+    output = tmp_path / "bench.json"
+    result = invoke(
+        "bench", "cnn", "--batch-size", "16,32", "--layout", "contiguous,channels-last",
+        "-o", str(output), *QUICK,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split()[:3] == ["PLUGIN", "PRECISION", "BATCH"]
+    assert len(lines) == 5  # header + 2 batch sizes x 2 layouts
+    saved = json.loads(output.read_text())["results"]
+    assert [(r["batch_size"], r["channels_last"]) for r in saved] == [
+        (16, False), (16, True), (32, False), (32, True)
+    ]
+
+
+def test_bench_errors_are_one_line():
+    assert_one_line_error(invoke("bench", "nosuch"), 2, "unknown plugin")
+    assert_one_line_error(invoke("bench", "cnn", "--layout", "diagonal"), 2, "--layout")
+    assert_one_line_error(invoke("bench", "cnn", "--batch-size", "x"), 2, "--batch-size")
+    assert_one_line_error(invoke("bench", "fgsm"), 2, "trains nothing")
+
+
+def _weights(run) -> dict[str, torch.Tensor]:
+    return load_file(str(run.path / "model.safetensors"))
+
+
+SMALL = {"train_size": 256, "test_size": 64, "max_steps": 4, "progress": False, "seed": 5}
+
+
+def test_channels_last_changes_the_layout_not_the_result(tmp_path):
+    # without dropout: its masks are drawn in memory order, which the layout changes
+    plain = _weights(zoo.run("cnn", dropout=0.0, out=str(tmp_path), **SMALL))
+    fast = _weights(
+        zoo.run("cnn", dropout=0.0, channels_last=True, out=str(tmp_path), **SMALL)
+    )
+    for key, value in plain.items():
+        assert torch.allclose(value, fast[key], atol=1e-5), key
+
+
+def test_compile_changes_the_speed_not_the_result(tmp_path):
+    plain = _weights(zoo.run("dense", out=str(tmp_path), **SMALL))
+    compiled = _weights(zoo.run("dense", compile=True, out=str(tmp_path), **SMALL))
+    assert plain.keys() == compiled.keys()  # no _orig_mod prefixes in checkpoints
+    for key, value in plain.items():
+        assert torch.allclose(value, compiled[key], atol=1e-5), key
+
+
+def test_threads_setting_is_applied(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        zoo.run("dense", threads=1, out=str(tmp_path), **SMALL)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_auto_precision_picks_bf16_only_where_it_is_fast():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if bf16_is_fast(cpu) else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
