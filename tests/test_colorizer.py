@@ -15,7 +15,7 @@ from zoo.colorization import ColorizerPlugin, GrayCopy
 from zoo.colorization_metrics import ColorizationEvidence
 from zoo.evaluation import evaluate
 from zoo.images import read_garment, to_fashion_mnist
-from zoo.palette import DEFAULT_PALETTE, Palette, load_palette, parse_color
+from zoo.palette import Palette, default_palette, load_palette, parse_color
 from zoo.runs import read_jsonl
 
 TINY = {"train_size": 640, "test_size": 200, "batch_size": 64, "progress": False}
@@ -63,7 +63,7 @@ def test_background_stays_black(test_split):
     background = test_split.images == 0
     assert background.any()
     for rgb in (
-        build_color_dataset(test_split, DEFAULT_PALETTE),
+        build_color_dataset(test_split, default_palette()),
         paint(test_split.images.unsqueeze(1).float() / 255, random_colors(len(test_split))),
     ):
         assert (rgb.float().sum(dim=1)[background] == 0).all()
@@ -76,9 +76,9 @@ def test_shading_is_kept_and_the_colour_is_recovered(test_split):
 
 
 def test_default_palette_follows_the_paper():
-    assert DEFAULT_PALETTE.colors[DRESS] == parse_color("red")
-    assert DEFAULT_PALETTE.names[data.CLASSES.index("Ankle boot")] == "saddlebrown"
-    assert len(set(DEFAULT_PALETTE.colors)) == 10
+    assert default_palette().colors[DRESS] == parse_color("red")
+    assert default_palette().names[data.CLASSES.index("Ankle boot")] == "saddlebrown"
+    assert len(set(default_palette().colors)) == 10
 
 
 def test_palette_files(tmp_path):
@@ -120,7 +120,10 @@ def test_colour_accuracy_and_errors_have_known_values(test_split):
         ColorizationEvidence(GrayCopy(), test_split, device=torch.device("cpu")),
         ["colorization_error"],
     )
-    assert results["l1"] > 0 and gray_results["l1"] > 0
+    gray = test_split.images.float() / 255  # independent: |gray - gray * palette colour|
+    colours = torch.tensor([parse_color(c) for c in default_palette().names])[test_split.labels]
+    expected = (gray[:, None] - gray[:, None] * colours[:, :, None, None]).abs().mean()
+    assert gray_results["l1"] == pytest.approx(float(expected), rel=1e-5)
     only_dresses = data.Split(test_split.images[dresses], test_split.labels[dresses])
     perfect = evaluate(
         ColorizationEvidence(SolidRed(), only_dresses, device=torch.device("cpu")),
@@ -196,16 +199,36 @@ def test_colorize_round_trips_png_and_jpeg_of_odd_sizes(palette_run, test_split,
     rgba.putpixel((0, 0), (0, 0, 0, 0))  # transparency is flattened onto white
     rgba.save(png)
     _photo(test_split, 0, (101, 33)).convert("CMYK").save(jpeg)
-    result = invoke("colorize", str(palette_run.path), str(png), str(jpeg), "-o", str(tmp_path))
+    out = tmp_path / "out"
+    result = invoke("colorize", str(palette_run.path), str(png), str(jpeg), "-o", str(out))
     assert result.exit_code == 0, result.output
     for name in ("dress", "boot"):
-        small = Image.open(tmp_path / f"{name}.png")
+        small = Image.open(out / f"{name}.png")
         assert small.size == (28, 28) and small.mode == "RGB"
-        assert Image.open(tmp_path / f"{name}_x8.png").size == (224, 224)
-    assert Image.open(tmp_path / "sheet.png").size == (3 * 224 + 16, 2 * 228 + 4)
+        assert Image.open(out / f"{name}_x8.png").size == (224, 224)
+    assert Image.open(out / "sheet.png").size == (3 * 224 + 16, 2 * 228 + 4)
     api_result = zoo.colorize(palette_run.path, [png], out=tmp_path / "api", scale=2)
     assert [p.name for p in api_result.outputs] == ["dress.png"] and not api_result.failures
     assert Image.open(tmp_path / "api" / "dress_x2.png").size == (56, 56)
+
+
+def test_colorize_never_overwrites_its_inputs(palette_run, test_split, tmp_path):
+    photo, sheet = tmp_path / "dress.png", tmp_path / "sheet.png"
+    _photo(test_split, 2, (40, 40)).save(photo)
+    _photo(test_split, 3, (40, 40)).save(sheet)
+    before = photo.read_bytes(), sheet.read_bytes()
+    result = zoo.colorize(palette_run.path, [photo, sheet], out=tmp_path)
+    assert (photo.read_bytes(), sheet.read_bytes()) == before
+    assert result.sheet.name == "sheet_2.png"  # the summary sheet steps aside too
+    assert [p.name for p in result.outputs] == ["dress_2.png", "sheet_3.png"]
+    assert Image.open(tmp_path / "dress_2.png").size == (28, 28)
+
+
+def test_epoch_sheet_of_a_small_test_split_leaves_missing_classes_blank(palette_run, tmp_path):
+    plugin = zoo.load(palette_run.path).plugin
+    plugin.save_sheet(data.load().test.head(12), tmp_path / "sheet.png")
+    sheet = Image.open(tmp_path / "sheet.png")
+    assert sheet.size == (10 * 30 + 2, 6 * 30 + 2)
 
 
 def test_colour_mode_paints_the_requested_colour_and_reports_it(color_run, test_split, tmp_path):
@@ -217,6 +240,16 @@ def test_colour_mode_paints_the_requested_colour_and_reports_it(color_run, test_
     assert result.exit_code == 0, result.output
     results = zoo.evaluate(color_run.path)
     assert 0.0 <= results["color_accuracy"] <= 1.0 and "color_error" in results
+    plugin = zoo.load(color_run.path).plugin  # the requested colour is an input that counts
+    gray = data.to_float(test_split.images[:8], plugin.pixel_range)
+    red, navy = (torch.tensor([parse_color(c)]).expand(8, 3) for c in ("red", "navy"))
+    with torch.no_grad():
+        assert not torch.allclose(plugin.colorize(gray, red), plugin.colorize(gray, navy))
+
+
+def test_colorize_needs_a_colorizer_run(dense_run, tmp_path):
+    result = invoke("colorize", str(dense_run.path), str(tmp_path / "x.png"))
+    assert_one_line_error(result, 1, "needs a colorizer run")
 
 
 def test_bad_inputs_fail_one_line_each_and_the_rest_is_still_coloured(
@@ -244,8 +277,8 @@ def test_bad_inputs_fail_one_line_each_and_the_rest_is_still_coloured(
     assert_one_line_error(needs, 2, "pass --color")
     refused = invoke("colorize", str(palette_run.path), str(good), "--color", "navy")
     assert_one_line_error(refused, 2, "takes no --color")
-    not_colorizer = invoke("colorize", str(palette_run.path.parent), str(good))
-    assert not_colorizer.exit_code != 0 and "Traceback" not in not_colorizer.output
+    not_a_run = invoke("colorize", str(palette_run.path.parent), str(good))
+    assert_one_line_error(not_a_run, 1, "no config.json")
 
     palette = tmp_path / "short.toml"
     palette.write_text('"Dress" = "red"\n')

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from zoo.color_data import paint
 from zoo.data import CLASSES, Split
-from zoo.palette import DEFAULT_PALETTE, TEST_COLORS, Palette, parse_color
+from zoo.palette import TEST_COLORS, Palette, default_palette, parse_color
 from zoo.plugin import PluginInfo, TrainablePlugin
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class ColorizerPlugin(TrainablePlugin):
 
     @property
     def palette(self) -> Palette:
-        return DEFAULT_PALETTE
+        return default_palette()
 
     def colorize(self, gray: torch.Tensor, colors: torch.Tensor | None = None) -> torch.Tensor:
         """Gray (N, 1, 28, 28) in [-1, 1] -> RGB (N, 3, 28, 28) in [-1, 1]. ``colors``
@@ -84,28 +84,30 @@ class ColorizerPlugin(TrainablePlugin):
         save_gif(frames, epoch.run.path / "animation.gif")
 
     def save_sheet(self, test: Split, path) -> None:
-        """Columns: one class each; rows: gray input, colourised, target, repeated."""
+        """Columns: one class each; rows: gray input, colourised, target, for the first
+        SHEET_EXAMPLES test images of each class (blank where a small split has fewer)."""
         import torch
 
         from zoo.artifacts import save_grid
         from zoo.data import to_float
 
-        picks = [
-            int(i)
-            for k in range(len(CLASSES))
-            for i in torch.nonzero(test.labels == k).flatten()[:SHEET_EXAMPLES]
-        ]
-        order = torch.tensor(picks).view(len(CLASSES), -1).t().flatten()
-        gray = to_float(test.images[order].to(self.device), self.pixel_range)
-        labels = test.labels[order].to(self.device)
-        colors = self.evaluation_colors(len(order), self.device)
-        with torch.no_grad():
-            output = self.colorize(gray, colors)
-        target = self.targets(gray, labels, colors)
         rows = []
-        for chunk in range(len(order) // len(CLASSES)):
-            part = slice(chunk * len(CLASSES), (chunk + 1) * len(CLASSES))
-            rows += [gray[part].expand(-1, 3, -1, -1), output[part].float(), target[part]]
+        for example in range(SHEET_EXAMPLES):
+            picks = [torch.nonzero(test.labels == k).flatten() for k in range(len(CLASSES))]
+            present = [k for k, found in enumerate(picks) if len(found) > example]
+            if not present:
+                break
+            index = torch.stack([picks[k][example] for k in present])
+            gray = to_float(test.images[index].to(self.device), self.pixel_range)
+            colors = self.evaluation_colors(len(CLASSES), self.device)
+            colors = None if colors is None else colors[present]
+            with torch.no_grad():
+                output = self.colorize(gray, colors).float()
+            target = self.targets(gray, test.labels[index].to(self.device), colors)
+            for images in (gray.expand(-1, 3, -1, -1), output, target):
+                row = torch.full((len(CLASSES), 3, 28, 28), self.pixel_range[0])
+                row[present] = images.cpu()
+                rows.append(row)
         save_grid(torch.cat(rows), path, nrow=len(CLASSES), pixel_range=self.pixel_range)
 
 

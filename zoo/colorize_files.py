@@ -40,19 +40,25 @@ def colorize_files(
     from PIL import Image
 
     from zoo.data import to_float
-    from zoo.images import read_garment
+    from zoo.images import open_for_display, read_garment
 
     out = Path(out)
+    taken = {Path(path).resolve() for path in paths}
+    sheet_path = out / "sheet.png"
+    for number in range(2, len(paths) + 3):  # never over an input
+        if sheet_path.resolve() not in taken:
+            break
+        sheet_path = out / f"sheet_{number}.png"
+    taken.add(sheet_path.resolve())
     grays, originals, names, failures = [], [], [], []
     for path in paths:
         try:
             grays.append(read_garment(path))
-            with Image.open(path) as handle:
-                originals.append(handle.convert("RGB"))
+            originals.append(open_for_display(path))
         except ZooError as error:
             failures.append((str(path), str(error)))
             continue
-        names.append(_unique_name(Path(path), names))
+        names.append(_unique_name(Path(path), out, scale, taken))
     if not grays:
         return ColorizeResult([], failures, None)
     try:
@@ -73,18 +79,22 @@ def colorize_files(
         outputs.append(_save(small, out / f"{name}.png"))
         large = small.resize((THUMB * scale,) * 2, Image.Resampling.NEAREST)
         _save(large, out / f"{name}_x{scale}.png")
-    sheet = _save(_sheet(originals, grays, rgb, scale), out / "sheet.png")
+    sheet = _save(_sheet(originals, grays, rgb, scale), sheet_path)
     return ColorizeResult(outputs, failures, sheet)
 
 
-def _unique_name(path: Path, taken: list[str]) -> str:
-    name = path.stem or "image"
-    if name in taken:
-        name = f"{name}_{path.suffix.lstrip('.') or 'x'}"
-    base, n = name, 2
-    while name in taken:
-        name, n = f"{base}_{n}", n + 1
-    return name
+def _unique_name(path: Path, out: Path, scale: int, taken: set[Path]) -> str:
+    """The input's stem, numbered where its two output files would hit a file already
+    taken: another output, sheet.png or any input (inputs are never overwritten)."""
+    base = path.stem or "image"
+    name, number = base, 1
+    while True:
+        files = {(out / f"{name}.png").resolve(), (out / f"{name}_x{scale}.png").resolve()}
+        if not files & taken:
+            taken |= files
+            return name
+        number += 1
+        name = f"{base}_{number}"
 
 
 def _to_pil(image):

@@ -33,22 +33,48 @@ TRIM_TOLERANCE = 0.05 * 255
 def read_garment(path: str | os.PathLike) -> torch.Tensor:
     """uint8 (28, 28) tensor, Fashion-MNIST style, from an image file; DataError if the
     file is missing, not an image or damaged."""
-    from PIL import Image, UnidentifiedImageError
+    path = Path(path)
+    image = _open(path)
+    try:
+        return to_fashion_mnist(image)
+    except (OSError, ValueError) as error:  # e.g. broken EXIF data, odd modes
+        raise DataError(f"{path}: cannot convert this image ({error})") from None
+
+
+def open_for_display(path: str | os.PathLike) -> Image.Image:
+    """The image as a person sees it: EXIF rotation applied, transparency on white, RGB."""
+    from PIL import Image, ImageOps
 
     path = Path(path)
+    image = _open(path)
+    try:
+        image = ImageOps.exif_transpose(image)
+        if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+            return _flatten_to_gray(image).convert("RGB")
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    except (OSError, ValueError) as error:
+        raise DataError(f"{path}: cannot convert this image ({error})") from None
+
+
+def _open(path: Path) -> Image.Image:
+    """Read the whole file now, so damage shows here as one DataError naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as handle:
             handle.load()
-            image = handle.copy()
+            return handle.copy()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a folder, not an image file") from None
     except UnidentifiedImageError:
         raise DataError(f"{path}: not an image Pillow can read (use PNG or JPEG)") from None
+    except Image.DecompressionBombError:
+        raise DataError(f"{path}: too many pixels to be a garment photo") from None
     except (OSError, SyntaxError, ValueError) as error:  # truncated or corrupt data
         raise DataError(f"{path}: damaged image ({error})") from None
-    return to_fashion_mnist(image)
 
 
 def to_fashion_mnist(image: Image.Image) -> torch.Tensor:

@@ -8,6 +8,7 @@ palette gives each of the ten classes one colour. The default follows the paper
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,8 @@ def parse_color(text: str) -> RGB:
 
     try:
         rgb = ImageColor.getrgb(str(text).strip())
+        if not all(0 <= channel <= 255 for channel in rgb[:3]):
+            raise ValueError(f"channel outside 0-255 in {text!r}")
     except ValueError:
         raise ConfigError(
             f"unknown colour '{text}': use a CSS colour name (navy, tomato, ...) or hex "
@@ -110,14 +113,17 @@ class Palette:
         return dict(zip(CLASSES, self.names, strict=True))
 
 
-DEFAULT_PALETTE = Palette.from_mapping(DEFAULT_COLORS, source="default palette")
+@functools.cache
+def default_palette() -> Palette:
+    """The built-in palette (built on first use: Pillow stays out of `zoo --help`)."""
+    return Palette.from_mapping(DEFAULT_COLORS, source="default palette")
 
 
 def load_palette(path: str | os.PathLike | None) -> Palette:
     """A palette from a TOML file of ``"class name" = "colour"`` lines (or a [palette]
     table); the default palette when ``path`` is empty."""
     if not path:
-        return DEFAULT_PALETTE
+        return default_palette()
     from zoo.config import read_toml
 
     file = Path(path)
@@ -139,7 +145,7 @@ def resolve_palette(text: str | None) -> Palette:
     """Empty: the default palette; ``class=colour; ...``: inline; else a TOML file path."""
     text = (text or "").strip()
     if not text:
-        return DEFAULT_PALETTE
+        return default_palette()
     if "=" not in text:
         return load_palette(text)
     mapping = {}

@@ -12,6 +12,8 @@ trains the same generator on L1 alone, the baseline that shows what the GAN adds
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from zoo import PluginInfo, hookimpl, option
@@ -68,7 +70,7 @@ class Colorizer(ColorizerPlugin):
     def color_conditioned(self) -> bool:
         return self.config.mode == "color"
 
-    @property
+    @functools.cached_property
     def palette(self):
         return resolve_palette(self.config.palette)
 
