@@ -21,12 +21,13 @@ def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
 
 
-@pytest.mark.parametrize("name", ["dense", "gan"])
+@pytest.mark.parametrize("name", ["dense", "gan", "began"])
 def test_two_processes_end_with_identical_weights_and_one_run_folder(name, tmp_path):
     out = tmp_path / "runs"
     result = torchrun(
         name, "--epochs", "2", "--train-size", "640", "--test-size", "100",
-        "--batch-size", "64", "--no-progress", "--out", str(out), cwd=tmp_path,
+        "--batch-size", "64", "--device", "cpu", "--no-progress", "--out", str(out),
+        cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list(out.iterdir())

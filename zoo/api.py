@@ -80,7 +80,10 @@ def execute(prepared: Prepared) -> RunResult:
         distributed.join(world, prepared.settings.device)
     path = None
     if world.is_main:  # under torchrun, rank 0 makes the folder and tells the others
-        path = new_run_dir(prepared.settings.out, info.name)
+        if prepared.settings.resume:
+            path = _resumable_run(prepared)
+        else:
+            path = new_run_dir(prepared.settings.out, info.name)
         write_json(
             path / CONFIG_FILE,
             {
@@ -97,12 +100,67 @@ def execute(prepared: Prepared) -> RunResult:
     try:
         metrics = plugin.execute(RunContext(path, info.name, prepared.settings))
     except ZooError:
-        if world.is_main:
+        if world.is_main and not prepared.settings.resume:
             _remove_if_empty(path)
         raise
     finally:
         distributed.leave(world)
     return RunResult(path, dict(metrics))
+
+
+def _resumable_run(prepared: Prepared) -> Path:
+    """The run folder ``--resume`` names ('auto': the newest of this plugin in --out),
+    after checking that it is this plugin's, has a checkpoint, and learns the same way."""
+    from zoo.settings import RESUMABLE_CHANGES
+
+    info, settings = prepared.plugin.info, prepared.settings
+    if not issubclass(prepared.plugin, TrainablePlugin):
+        raise configs.ConfigError(f"--resume: plugin '{info.name}' trains nothing to resume")
+    if settings.resume == "auto":
+        folder = Path(settings.out)
+        runs = sorted(
+            (p for p in folder.glob(f"{info.name}-*") if (p / "state.safetensors").is_file()),
+            key=lambda p: p.name,
+        )
+        if not runs:
+            raise RunError(f"--resume auto: no {info.name} run with a checkpoint in {folder}")
+        path = runs[-1]
+    else:
+        path = Path(settings.resume)
+    record = read_run(path)
+    if record.plugin != info.name:
+        raise configs.ConfigError(
+            f"--resume {path}: that is a run of '{record.plugin}', not '{info.name}'"
+        )
+    if not (path / "state.safetensors").is_file():
+        raise RunError(f"--resume {path}: the run has no checkpoint yet; start it anew")
+    from zoo.checkpoints import read_meta
+
+    done = int(read_meta(path).get("epoch", 0))
+    if settings.epochs <= done:
+        raise configs.ConfigError(
+            f"--resume {path}: it has trained {done} epochs already and --epochs counts the "
+            f"total; ask for more than {done}"
+        )
+    if not settings.force:
+        now = {**configs.to_dict(prepared.config), **configs.to_dict(settings)}
+        before = {**record.config, **record.settings}
+        for key, value in now.items():
+            old = before.get(key)
+            if key in RESUMABLE_CHANGES or _same(old, value):
+                continue
+            flag = "--" + key.replace("_", "-")
+            raise configs.ConfigError(
+                f"--resume {path}: it was trained with {flag} {old!r}, this call asks for "
+                f"{value!r}; resume refused (repeat the run's value, or pass --force)"
+            )
+    return path.resolve()
+
+
+def _same(old: Any, new: Any) -> bool:
+    """config.json holds lists where configs hold tuples."""
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return norm(old) == norm(new)
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -405,6 +405,8 @@ def bench(
     from zoo.bench import format_table
     from zoo.runs import write_json
 
+    if output and not Path(output).resolve().parent.is_dir():
+        raise ConfigError(f"-o {output}: the folder {Path(output).parent} does not exist")
     grid = itertools.product(
         _batch_sizes(batch_size),
         _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
@@ -429,9 +431,12 @@ def bench(
         if not as_json:
             click.echo(f"measured {len(results)}: {results[-1].images_per_s:.0f} img/s", err=True)
     payload = [r.to_dict() for r in results]
-    if output:
-        write_json(Path(output), {"command": " ".join(sys.argv), "results": payload})
     click.echo(json.dumps(payload, indent=2) if as_json else format_table(results))
+    if output:
+        try:
+            write_json(Path(output), {"command": " ".join(sys.argv), "results": payload})
+        except OSError as error:
+            raise RunError(f"cannot write {output}: {error.strerror or error}") from None
 
 
 def main() -> None:

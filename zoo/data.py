@@ -248,6 +248,7 @@ def iterate_batches(
     shuffle: bool = True,
     drop_singleton: bool = False,
     shard: tuple[int, int] = (0, 1),
+    skip: int = 0,
 ) -> Iterator[Batch]:
     """Batches by index from an in-memory split (already on its device).
 
@@ -255,7 +256,8 @@ def iterate_batches(
     set. Shuffling draws from ``generator`` on the CPU, so the order is the same whatever
     the device. ``shard=(rank, size)`` keeps every size-th image of that order, starting
     at rank: with the same generator on every process, the shards split each epoch
-    evenly and without overlap."""
+    evenly and without overlap. ``skip`` leaves out the first batches of that order (a
+    run resumed in the middle of an epoch)."""
     import torch
 
     n = len(split)
@@ -265,7 +267,7 @@ def iterate_batches(
         order = order[rank : (n // size) * size : size]
         n = len(order)
     order = order.to(split.images.device)
-    for start in range(0, n, batch_size):
+    for start in range(skip * batch_size, n, batch_size):
         index = order[start : start + batch_size]
         if drop_singleton and len(index) == 1 and n > 1:
             break  # batch norm cannot train on one image

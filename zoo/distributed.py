@@ -50,6 +50,14 @@ def join(world: World, device_name: str) -> None:
         return
     cuda = device_name in ("cuda", "auto") and torch.cuda.is_available()
     if cuda:
+        if world.local_rank >= torch.cuda.device_count():
+            from zoo.errors import ConfigError
+
+            raise ConfigError(
+                f"process {world.local_rank} has no GPU of its own (this machine has "
+                f"{torch.cuda.device_count()}): use --nproc-per-node "
+                f"{torch.cuda.device_count()} or --device cpu"
+            )
         torch.cuda.set_device(world.local_rank)
     dist.init_process_group(backend="nccl" if cuda else "gloo")
 
@@ -88,15 +96,33 @@ def replicate(modules: torch.nn.ModuleDict, device: torch.device) -> torch.nn.Mo
     return wrapped
 
 
-def sync_buffers(world: World, modules: torch.nn.ModuleDict) -> None:
-    """Copy rank 0's buffers (batch-norm statistics, counters) to every rank. DDP
-    broadcasts them before each forward pass, but each rank's last pass updates its own."""
+def sync_state(world: World, modules: torch.nn.ModuleDict, optimizers: dict) -> None:
+    """Copy rank 0's buffers (batch-norm statistics, BEGAN's k) and learning rates to
+    every rank. DDP broadcasts buffers before each forward pass, but each rank's last
+    pass updates its own, and an end-of-epoch hook (run on rank 0) may change both."""
     import torch.distributed as dist
 
     if not world.active:
         return
     for buffer in modules.buffers():
         dist.broadcast(buffer, src=0)
+    rates = [[group["lr"] for group in opt.param_groups] for opt in optimizers.values()]
+    box = [rates]
+    dist.broadcast_object_list(box, src=0)
+    for optimizer, lrs in zip(optimizers.values(), box[0], strict=True):
+        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+
+
+def all_ranks_agree(world: World, ok: bool) -> bool:
+    """True only if ``ok`` holds on every rank, so all ranks stop together."""
+    import torch.distributed as dist
+
+    if not world.active:
+        return ok
+    flag = torch.tensor([1 if ok else 0])
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def weights_digest(modules: torch.nn.ModuleDict) -> str:

@@ -41,3 +41,9 @@ class CheckpointError(ZooError):
 
 class RunError(ZooError):
     """A folder is not a zoo run, or a run cannot be used as asked."""
+
+
+class Interrupted(ZooError):
+    """Ctrl-C during training: a checkpoint was saved and the run can be resumed."""
+
+    exit_code = 130

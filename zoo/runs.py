@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,14 @@ def append_jsonl(path: Path, record: Mapping[str, Any]) -> None:
         file.write(json.dumps(record) + "\n")
         file.flush()
         os.fsync(file.fileno())
+
+
+def truncate_jsonl(path: Path, keep: Callable[[dict[str, Any]], bool]) -> None:
+    """Rewrite a JSON-lines log with only the records ``keep`` accepts (atomically)."""
+    if not path.is_file():
+        return
+    kept = [record for record in read_jsonl(path) if keep(record)]
+    write_atomic(path, "".join(json.dumps(record) + "\n" for record in kept).encode())
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -47,6 +47,33 @@ class RunSettings:
     test_size: int | None = option(None, help="Evaluate on only the first N test images.", min=1)
     eval_batch_size: int = option(1000, help="Batch size for evaluation.", min=1)
     progress: bool = option(True, help="Show a progress bar while training.")
+    resume: str | None = option(
+        None,
+        help="Continue a run from its last checkpoint: its folder, or 'auto' for the newest "
+        "run of this plugin in --out. --epochs and --max-steps count the total.",
+    )
+    force: bool = option(
+        False, help="Resume even when the hyperparameters differ from the run's own."
+    )
 
 
 SETTING_NAMES = frozenset(field.name for field in attrs.fields(RunSettings))
+
+# What may change when a run is resumed: how long and where it trains, not what it learns.
+RESUMABLE_CHANGES = frozenset(
+    {
+        "epochs",
+        "max_steps",
+        "device",
+        "out",
+        "data_dir",
+        "eval_batch_size",
+        "progress",
+        "threads",
+        "compile",
+        "channels_last",
+        "test_size",
+        "resume",
+        "force",
+    }
+)

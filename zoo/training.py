@@ -7,7 +7,9 @@ metrics, per-epoch hooks and checkpoints, so a plugin only says how one step goe
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,7 +23,7 @@ from zoo.artifacts import plot_losses
 from zoo.config import to_dict
 from zoo.data import Batch, iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
-from zoo.errors import ConfigError, RunError
+from zoo.errors import CheckpointError, ConfigError, Interrupted, RunError
 from zoo.evaluation import evaluate, save_results
 from zoo.plugin import TrainablePlugin, TrainPlan
 from zoo.runs import (
@@ -30,6 +32,7 @@ from zoo.runs import (
     RunContext,
     append_jsonl,
     read_jsonl,
+    truncate_jsonl,
     write_json,
 )
 
@@ -152,6 +155,28 @@ def _duration(seconds: float) -> str:
     )
 
 
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a flag the loop checks between steps; a
+    second Ctrl-C interrupts at once. Only in the main thread of a single process."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.requested = False
+        self._previous = None
+        if enabled and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nzoo: stopping at the end of this step (Ctrl-C again to stop now)", file=sys.stderr)
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
 class Trainer:
     def __init__(self, plugin: TrainablePlugin, run: RunContext) -> None:
         self.plugin = plugin
@@ -159,6 +184,15 @@ class Trainer:
         self.settings = run.settings
 
     def fit(self) -> dict[str, Any]:
+        """Train the plugin; Ctrl-C saves a checkpoint at the next step and stops."""
+        self._stop: StopRequest | None = None
+        try:
+            return self._fit()
+        finally:
+            if self._stop is not None:
+                self._stop.restore()
+
+    def _fit(self) -> dict[str, Any]:
         settings, plugin, run = self.settings, self.plugin, self.run
         world = self.world = distributed.current_world()
         apply_threads(settings.threads)
@@ -181,6 +215,10 @@ class Trainer:
             replicas = distributed.replicate(modules, device)
             torch.manual_seed(settings.seed + world.rank)  # own noise and dropout per replica
 
+        step, first_epoch, skip = 0, 1, 0
+        if settings.resume:  # before any output: a bad checkpoint is a one-line error
+            first_epoch, step, skip = self._restore(modules, optimizers, shuffle, device)
+
         interactive = settings.progress and sys.stderr.isatty() and world.is_main
         bar = tqdm(
             total=total_steps,
@@ -194,13 +232,19 @@ class Trainer:
             f"zoo: training {plugin.info.name} on {device}{processes} ({precision}), "
             f"{len(train)} images, batch {settings.batch_size}, {total_steps} steps -> {run.path}"
         )
-        step, record, started = 0, {}, time.perf_counter()
-        for epoch in range(1, settings.epochs + 1):
+        bar.update(step)
+        if settings.resume:
+            self._say(f"zoo: resuming {run.path} at step {step} (epoch {first_epoch})")
+        stop = self._stop = StopRequest(enabled=not world.active)
+        record, started, started_step = {}, time.perf_counter(), step
+        epoch = first_epoch - 1
+        for epoch in range(first_epoch, settings.epochs + 1):
             if step >= total_steps:
                 break
             modules.train()
             epoch_window, log_window = _Window(), _Window()
             epoch_start, epoch_images = time.perf_counter(), 0
+            order_state, batches_done = shuffle.get_state(), skip
             for batch in iterate_batches(
                 train,
                 settings.batch_size,
@@ -208,7 +252,12 @@ class Trainer:
                 generator=shuffle,
                 drop_singleton=True,
                 shard=(world.rank, world.size),
+                skip=skip,
             ):
+                if stop.requested:  # Ctrl-C: checkpoint here, at a step boundary
+                    stop.restore()
+                    self._save(modules, optimizers, order_state, device, epoch - 1, step)
+                    self._interrupted(epoch, batches_done, step)
                 plugin.global_step = step
                 plugin.modules = replicas
                 if settings.channels_last:
@@ -217,6 +266,7 @@ class Trainer:
                     losses = plugin.train_step(batch)
                 plugin.modules = modules
                 step += 1
+                batches_done += 1
                 epoch_images += len(batch) * world.size
                 epoch_window.add(losses, len(batch))
                 log_window.add(losses, len(batch))
@@ -230,17 +280,18 @@ class Trainer:
                     log_window = _Window()
                 if step >= total_steps:
                     break
+            skip = 0
             seconds = time.perf_counter() - epoch_start
             train_means = epoch_window.means()
             self._check_finite(train_means, step)
             modules.eval()
-            distributed.sync_buffers(world, modules)
             extra = {}
-            if world.is_main:  # the other ranks wait at the barrier below
+            if world.is_main:  # the other ranks take its state just below
                 with torch.no_grad():
                     extra = plugin.end_of_epoch(
                         EpochContext(epoch, step, run, plugin, device, precision)
                     )
+            distributed.sync_state(world, modules, optimizers)
             record = {
                 "epoch": epoch,
                 "step": step,
@@ -251,11 +302,13 @@ class Trainer:
             }
             if world.is_main:
                 append_jsonl(run.path / METRICS_FILE, record)
-                self._save(modules, optimizers, shuffle, device, epoch, step)
-                remaining = (time.perf_counter() - started) / step * (total_steps - step)
+                self._save(modules, optimizers, shuffle.get_state(), device, epoch, step)
+                done = max(step - started_step, 1)
+                remaining = (time.perf_counter() - started) / done * (total_steps - step)
                 message = f"epoch {epoch}/{settings.epochs}  {_format(record)}"
                 tqdm.write(f"{message}  ETA {_duration(remaining)}", file=sys.stderr)
             distributed.barrier(world)
+        stop.restore()
         bar.close()
         if world.active:
             self._check_replicas(modules)
@@ -303,15 +356,50 @@ class Trainer:
 
     def _check_finite(self, means: Mapping[str, float], step: int) -> None:
         bad = {k: v for k, v in means.items() if not math.isfinite(v)}
-        if bad:
+        if not distributed.all_ranks_agree(self.world, not bad):
+            if not bad:
+                raise RunError(f"another process's loss became non-finite by step {step}")
             key, value = next(iter(bad.items()))
             raise RunError(
                 f"{key} became {value} by step {step}; training stopped, the last good "
                 f"checkpoint in {self.run.path} is kept (try a lower learning rate)"
             )
 
-    def _save(self, modules, optimizers, shuffle, device, epoch: int, step: int) -> None:
-        rng = {"torch": torch.get_rng_state(), "shuffle": shuffle.get_state()}
+    def _restore(self, modules, optimizers, shuffle, device) -> tuple[int, int]:
+        """Weights, optimizer and RNG states from the run's checkpoint; the logs are cut
+        back to it (a crash may have left records of an epoch it does not hold)."""
+        header = checkpoints.load_weights(self.run.path, modules, self.plugin.info.name)
+        rng, state = checkpoints.load_state(self.run.path, optimizers)
+        epoch, step = int(header["epoch"]), int(header["step"])
+        skip = step - epoch * self.plugin.plan.steps_per_epoch  # batches into the next epoch
+        if (int(state.get("epoch", -1)), int(state.get("step", -1))) != (epoch, step):
+            raise CheckpointError(
+                f"{self.run.path}: model.safetensors (epoch {epoch}) and state.safetensors "
+                f"(epoch {state.get('epoch')}) do not match; the run cannot be resumed exactly"
+            )
+        torch.set_rng_state(rng["torch"])
+        shuffle.set_state(rng["shuffle"])
+        if device.type == "cuda" and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], device)
+        if self.world.active:
+            torch.manual_seed(self.settings.seed + self.world.rank + 7919 * epoch)
+        if self.world.is_main:
+            truncate_jsonl(self.run.path / METRICS_FILE, lambda r: r.get("epoch", 0) <= epoch)
+            truncate_jsonl(self.run.path / LOSSES_FILE, lambda r: r.get("step", 0) <= step)
+        return epoch + 1, step, max(skip, 0)
+
+    def _interrupted(self, epoch: int, batches: int, step: int) -> None:
+        name, path = self.plugin.info.name, self.run.path
+        raise Interrupted(
+            f"interrupted in epoch {epoch} after step {step}; checkpoint saved, continue with "
+            f"`zoo run {name} --resume {path} --epochs {self.settings.epochs}` (same options)"
+        )
+
+    def _save(self, modules, optimizers, order_state, device, epoch: int, step: int) -> None:
+        """Checkpoint after ``epoch`` whole epochs and ``step`` steps. ``order_state`` is
+        the data-order generator's state from which the next batches are drawn: at an
+        epoch's start, so a run stopped inside an epoch redraws the same order."""
+        rng = {"torch": torch.get_rng_state(), "shuffle": order_state}
         if device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(device)
         meta = checkpoint_meta(self.plugin, self.run, epoch, step)

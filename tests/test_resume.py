@@ -1,0 +1,133 @@
+"""--resume: 1 epoch + 1 resumed epoch equals 2 epochs in one go, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from tests.test_cli import assert_one_line_error, invoke
+from zoo.runs import append_jsonl, read_jsonl
+
+TIMING = {"seconds", "images_per_s"}
+SETTINGS = {
+    # constant LR: a cosine schedule is planned over the run's total, which the first,
+    # 1-epoch call sets differently (see docs/guide.md, "Resuming a run")
+    "cnn": {"train_size": 320, "test_size": 100, "batch_size": 32, "lr_schedule": "constant"},
+    "gan": {"train_size": 192, "test_size": 50, "batch_size": 64},
+}
+
+
+def _history(path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(path)]
+
+
+@pytest.mark.parametrize("name", ["cnn", "gan"])
+def test_one_epoch_and_a_resumed_one_equal_two_in_one_go(name, tmp_path):
+    common = {**SETTINGS[name], "seed": 11, "progress": False, "precision": "fp32"}
+    whole = zoo.run(name, epochs=2, out=str(tmp_path / "whole"), **common)
+    part = zoo.run(name, epochs=1, out=str(tmp_path / "part"), **common)
+    resumed = zoo.run(name, epochs=2, resume=str(part.path), out=str(tmp_path / "x"), **common)
+    assert resumed.path == part.path  # continued in place, no new folder
+    assert not (tmp_path / "x").exists()
+    expected = load_file(str(whole.path / "model.safetensors"))
+    got = load_file(str(resumed.path / "model.safetensors"))
+    assert expected.keys() == got.keys()
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key
+    assert _history(whole.path / "metrics.jsonl") == _history(part.path / "metrics.jsonl")
+    logged = read_jsonl(part.path / "losses.jsonl")  # plus a record at the first call's end
+    assert all(record in logged for record in read_jsonl(whole.path / "losses.jsonl"))
+    config = json.loads((part.path / "config.json").read_text())
+    assert config["settings"]["epochs"] == 2
+
+
+@pytest.fixture()
+def dense_one_epoch(tmp_path):
+    return zoo.run(
+        "dense", epochs=1, train_size=256, test_size=64, seed=2, progress=False,
+        out=str(tmp_path / "runs"),
+    )  # fmt: skip
+
+
+def test_resume_auto_takes_the_newest_run_and_cuts_logs_back(dense_one_epoch, tmp_path):
+    run = dense_one_epoch
+    append_jsonl(run.path / "metrics.jsonl", {"epoch": 99, "step": 999})  # a torn tail
+    out = str(tmp_path / "runs")
+    result = invoke(
+        "run", "dense", "--resume", "auto", "--epochs", "2", "--train-size", "256",
+        "--test-size", "64", "--seed", "2", "--out", out, "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["run"] == str(run.path.resolve())
+    assert [r["epoch"] for r in read_jsonl(run.path / "metrics.jsonl")] == [1, 2]
+
+
+def test_resume_refuses_a_changed_config_unless_forced(dense_one_epoch):
+    base = ["run", "dense", "--resume", str(dense_one_epoch.path), "--epochs", "2"]
+    same = ["--train-size", "256", "--test-size", "64", "--seed", "2", "--no-progress"]
+    changed = invoke(*base, *same, "--lr", "0.01")
+    assert_one_line_error(changed, 2, "--lr", "resume refused", "--force")
+    forced = invoke(*base, *same, "--lr", "0.01", "--force")
+    assert forced.exit_code == 0, forced.output
+    again = invoke(*base, *same)  # the run now records lr 0.01, and 2 epochs
+    assert_one_line_error(again, 2, "trained 2 epochs already")
+
+
+def test_resume_errors_are_one_line(dense_one_epoch, dense_run, tmp_path):
+    other = invoke("run", "cnn", "--resume", str(dense_one_epoch.path), "--epochs", "3")
+    assert_one_line_error(other, 2, "run of 'dense', not 'cnn'")
+    missing = invoke("run", "dense", "--resume", str(tmp_path / "nope"))
+    assert_one_line_error(missing, 1, "does not exist")
+    nothing = invoke("run", "dense", "--resume", "auto", "--out", str(tmp_path / "empty"))
+    assert_one_line_error(nothing, 1, "no dense run with a checkpoint")
+    copy = tmp_path / "mixed"
+    shutil.copytree(dense_one_epoch.path, copy)
+    shutil.copy(dense_run.path / "state.safetensors", copy / "state.safetensors")
+    mixed = invoke(
+        "run", "dense", "--resume", str(copy), "--epochs", "3", "--train-size", "256",
+        "--test-size", "64", "--seed", "2", "--no-progress",
+    )  # fmt: skip
+    assert_one_line_error(mixed, 1, "do not match")
+
+
+def test_ctrl_c_saves_at_a_step_boundary_and_resuming_matches_an_uninterrupted_run(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    options = [
+        "--epochs", "3", "--train-size", "4000", "--test-size", "100", "--seed", "4",
+        "--precision", "fp32", "--no-progress",
+    ]  # fmt: skip
+    out = tmp_path / "stopped"
+    command = [sys.executable, "-m", "zoo", "run", "cnn", *options, "--out", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("cnn-*/losses.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first loss record: training is under way
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "--resume" in stderr and "Traceback" not in stderr
+    (run,) = out.iterdir()
+    stopped_at = read_jsonl(run / "losses.jsonl")[-1]["step"]
+    assert 25 <= stopped_at < 3 * 125  # stopped inside the run, not at its end
+
+    resumed = invoke("run", "cnn", *options, "--resume", str(run))
+    assert resumed.exit_code == 0, resumed.output
+    whole = zoo.run(
+        "cnn", epochs=3, train_size=4000, test_size=100, seed=4, precision="fp32",
+        progress=False, out=str(tmp_path / "whole"),
+    )  # fmt: skip
+    expected = load_file(str(whole.path / "model.safetensors"))
+    got = load_file(str(run / "model.safetensors"))
+    for key, value in expected.items():
+        assert torch.equal(value, got[key]), key
+    assert os.path.exists(run / "eval.json")
