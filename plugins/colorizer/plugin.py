@@ -93,7 +93,7 @@ class Colorizer(ColorizerPlugin):
 
         betas = (self.config.beta1, self.config.beta2)
         return {
-            name: torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=betas)
+            name: torch.optim.Adam(module.parameters(), lr=self.config.lr, betas=betas, fused=True)
             for name, module in self.modules.items()
         }
 

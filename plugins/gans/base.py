@@ -62,8 +62,12 @@ class GANPlugin(GeneratorPlugin):
         import torch
 
         betas = (self.config.beta1, self.config.beta2)
+        # fused Adam: one kernel per step instead of a loop over parameter groups; with
+        # 13M parameters it makes the GAN step about 15% faster on CPU (docs/RESULTS.md)
         return {
-            name: torch.optim.Adam(self.modules[name].parameters(), lr=self.config.lr, betas=betas)
+            name: torch.optim.Adam(
+                self.modules[name].parameters(), lr=self.config.lr, betas=betas, fused=True
+            )
             for name in ("generator", "discriminator")
         }
 
