@@ -12,20 +12,15 @@ from typing import Any
 import torch
 
 from zoo.color_data import estimate_colors, nearest_color
-from zoo.data import CLASSES, Split, iterate_batches
-from zoo.evaluation import metric
+from zoo.data import CLASSES, iterate_batches
+from zoo.evaluation import Evidence, metric
 from zoo.palette import TEST_COLORS, parse_color
 
 
-class ColorizationEvidence:
-    """Outputs and targets for one split, computed once and shared by the metrics."""
-
-    def __init__(self, plugin: Any, split: Split, *, device, precision="fp32", batch_size=1000):
-        self.plugin = plugin
-        self.split = split.to(device)
-        self.device = device
-        self.precision = precision
-        self.batch_size = batch_size
+class ColorizationEvidence(Evidence):
+    """Outputs and targets for one split, computed once and shared by the metrics (the
+    plugin, split, device, precision and batch size are held as the core Evidence holds
+    them)."""
 
     @functools.cached_property
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
