@@ -1,11 +1,15 @@
-"""Does bf16 keep quality? The cnn after the same steps in fp32 and in bf16 autocast.
+"""Does bf16 keep quality? A plugin after the same steps in fp32 and in bf16 autocast.
 
-    .venv/bin/python benchmarks/precision.py [--steps 300 --seeds 0,1]
+    .venv/bin/python benchmarks/precision.py [--plugin cnn --steps 300 --seeds 0,1]
+    python benchmarks/precision.py --plugin gan --epochs 1 --seeds 0,1,2 --device cuda \
+        --classifier RUN
 
-Same seed, data order and step count for both precisions; the test accuracy is measured
-on all 10,000 test images in the precision the run trained in. Also records the
-training images/s of each, which shows whether this CPU has fast bf16 at all.
-Writes benchmarks/results/precision.json.
+Same seed, data order and step count for both precisions. The cnn is judged by its test
+accuracy on all 10,000 test images, in the precision it trained in; the gan by the
+Fréchet distance of 10,000 samples to the test images in the features of one fixed cnn
+run (``--classifier``), so that bf16's FD can be set against the fp32 seed-to-seed
+spread. Also records the training images/s of each, which shows whether the hardware
+has fast bf16 at all. Writes benchmarks/results/NAME.json (default precision[_PLUGIN]).
 """
 
 from __future__ import annotations
@@ -23,44 +27,84 @@ import zoo
 
 
 @click.command()
-@click.option("--steps", default=300, show_default=True)
+@click.option("--plugin", type=click.Choice(["cnn", "gan"]), default="cnn", show_default=True)
+@click.option("--steps", type=int, help="Optimizer steps per run (default: 300 for the cnn).")
+@click.option("--epochs", type=int, help="Full epochs per run instead of --steps.")
 @click.option("--seeds", default="0,1", show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--classifier", help="gan: the cnn run whose features judge the samples.")
 @click.option("--out", default="runs/benchmarks", show_default=True)
-def main(steps: int, seeds: str, out: str) -> None:
-    import torch
+@click.option("--name", help="Result file name (default: precision, precision_gan).")
+def main(
+    plugin: str,
+    steps: int | None,
+    epochs: int | None,
+    seeds: str,
+    device: str,
+    classifier: str | None,
+    out: str,
+    name: str | None,
+) -> None:
+    from zoo.devices import bf16_is_fast, resolve_device
 
-    from zoo.devices import bf16_is_fast
-
+    if plugin == "gan" and classifier is None:
+        raise click.UsageError("--plugin gan needs --classifier RUN (a trained cnn run)")
+    if steps is None and epochs is None:
+        steps = 300
+    budget = {"max_steps": steps} if epochs is None else {"epochs": epochs, "max_steps": steps}
     rows = []
     for seed in (int(s) for s in seeds.split(",")):
         for precision in ("fp32", "bf16"):
             result = zoo.run(
-                "cnn", max_steps=steps, seed=seed, precision=precision, out=out, progress=False
+                plugin,
+                **budget,
+                seed=seed,
+                precision=precision,
+                device=device,
+                out=out,
+                progress=False,
             )
             record = result.history[-1]
-            rows.append(
-                {
-                    "seed": seed,
-                    "precision": precision,
-                    "run": str(result.path),
-                    "steps": record["step"],
-                    "images_per_s": record["images_per_s"],
-                    "test_accuracy": record["test_accuracy"],
-                }
-            )
+            row = {
+                "seed": seed,
+                "precision": precision,
+                "run": str(result.path),
+                "steps": record["step"],
+                "images_per_s": record["images_per_s"],
+            }
+            if plugin == "cnn":
+                row["test_accuracy"] = record["test_accuracy"]
+            else:
+                metrics = zoo.evaluate(result.path, device=device, classifier=classifier)
+                row["frechet_distance"] = metrics["frechet_distance"]
+                row["classifier_score"] = metrics["classifier_score"]
+            rows.append(row)
+    metric = "test_accuracy" if plugin == "cnn" else "frechet_distance"
+    spread = {
+        p: [
+            min(r[metric] for r in rows if r["precision"] == p),
+            max(r[metric] for r in rows if r["precision"] == p),
+        ]
+        for p in ("fp32", "bf16")
+    }
     write_result(
-        "precision",
+        name or ("precision" if plugin == "cnn" else f"precision_{plugin}"),
         {
             "command": " ".join(sys.argv),
-            "bf16_hardware": bf16_is_fast(torch.device("cpu")),
+            "plugin": plugin,
+            "classifier": classifier,
+            "bf16_hardware": bf16_is_fast(resolve_device(device)),
+            "range": spread,
             "rows": rows,
         },
     )
     cells = [
-        [r["seed"], r["precision"], r["steps"], f"{r['images_per_s']:.0f}", r["test_accuracy"]]
+        [r["seed"], r["precision"], r["steps"], f"{r['images_per_s']:.0f}", f"{r[metric]:.4f}"]
         for r in rows
     ]
-    print(markdown_table(["seed", "precision", "steps", "images/s", "test accuracy"], cells))
+    print(markdown_table(["seed", "precision", "steps", "images/s", metric], cells))
+    for precision, (low, high) in spread.items():
+        print(f"{precision}: {metric} from {low:.4f} to {high:.4f} across seeds")
 
 
 if __name__ == "__main__":

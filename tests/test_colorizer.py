@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -145,6 +147,8 @@ def test_a_few_steps_lower_the_l1_loss_and_write_sheets(palette_run):
         assert (palette_run.path / file).is_file(), file
     sheet = Image.open(palette_run.path / "samples" / "epoch_001.png")
     assert sheet.size == (10 * 30 + 2, 6 * 30 + 2)  # 10 classes x (gray, output, target) x 2
+    config = json.loads((palette_run.path / "config.json").read_text())
+    assert config["settings"]["precision"] == "fp32"  # bf16 is unchecked for the colorizer
 
 
 def test_eval_reproduces_the_trainers_numbers(palette_run):
