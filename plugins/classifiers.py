@@ -67,6 +67,8 @@ class CNN(ClassifierPlugin):
     )
     Config = CNNConfig
     pixel_range = (-1.0, 1.0)
+    # channels-last: 952 against 845 images/s on the AVX2 CPU, the same results (RESULTS.md)
+    defaults = {**ClassifierPlugin.defaults, "channels_last": True}
 
     def build_network(self):
         from torch import nn

@@ -9,7 +9,10 @@ peak is bound by something other than arithmetic (Python, memory, small kernels)
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +44,7 @@ class BenchResult:
     achieved_gflops: float
     peak_gflops: float  # matrix-product peak, same device and precision
     fraction_of_peak: float
+    top_ops: list[dict[str, Any]] = attrs.field(factory=list)  # with --profile
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -95,8 +99,10 @@ def bench(
     steps: int = 20,
     windows: int = 5,
     warmup: int = 5,
+    profile_rows: int = 0,
 ) -> BenchResult:
-    """Time ``plugin``'s train_step on real training images with ``settings`` (RunSettings)."""
+    """Time ``plugin``'s train_step on real training images with ``settings`` (RunSettings);
+    with ``profile_rows``, also profile one window and keep that many of the costliest ops."""
     from zoo import data
     from zoo.training import apply_threads, channels_last_batch, setup_modules
 
@@ -144,6 +150,7 @@ def bench(
     seconds_per_step = settings.batch_size / median
     achieved = flops / seconds_per_step / 1e9
     peak = matmul_peak_gflops(device, precision)
+    top_ops = profile_ops(step, steps, device, profile_rows) if profile_rows else []
     return BenchResult(
         plugin=plugin.info.name,
         device=str(device),
@@ -161,7 +168,48 @@ def bench(
         achieved_gflops=round(achieved, 1),
         peak_gflops=round(peak, 1),
         fraction_of_peak=round(achieved / peak, 3),
+        top_ops=top_ops,
     )
+
+
+def profile_ops(step, steps: int, device: torch.device, rows: int) -> list[dict[str, Any]]:
+    """The ``rows`` ops with the most self time over ``steps`` calls of ``step``: where a
+    step's time goes when achieved GFLOP/s is far below the peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with _quiet_stderr(), profile(activities=activities) as profiler:
+        for _ in range(steps):
+            step()
+        _synchronize(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in profiler.key_averages() if getattr(e, key) > 0]
+    total = sum(getattr(e, key) for e in events)
+    events.sort(key=lambda e: getattr(e, key), reverse=True)
+    return [
+        {
+            "op": e.key,
+            "calls_per_step": round(e.count / steps, 1),
+            "ms_per_step": round(getattr(e, key) / 1000 / steps, 3),
+            "share": round(getattr(e, key) / total, 3),
+        }
+        for e in events[:rows]
+    ]
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ side prints start/stop lines to fd 2; keep them off the screen."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _endless_batches(split, batch_size: int, pixel_range):
@@ -170,6 +218,19 @@ def _endless_batches(split, batch_size: int, pixel_range):
         for batch in iterate_batches(split, batch_size, pixel_range, generator=generator):
             if len(batch) == batch_size:
                 yield batch
+
+
+def format_profile(result: BenchResult) -> str:
+    lines = [
+        f"where {result.plugin}'s step goes ({result.precision}, batch {result.batch_size}, "
+        f"{'channels-last' if result.channels_last else 'contiguous'}"
+        f"{', compiled' if result.compiled else ''}): self time per step",
+        f"  {'SHARE':>6}  {'MS/STEP':>8}  {'CALLS':>6}  OP",
+    ]
+    for op in result.top_ops:
+        share, ms, calls = op["share"], op["ms_per_step"], op["calls_per_step"]
+        lines.append(f"  {share:6.1%}  {ms:8.2f}  {calls:6.1f}  {op['op']}")
+    return "\n".join(lines)
 
 
 def format_table(results: list[BenchResult]) -> str:

@@ -380,6 +380,13 @@ def _batch_sizes(text: str) -> list[int]:
 @click.option("--steps", default=20, show_default=True, type=_POSITIVE, help="Steps per window.")
 @click.option("--windows", default=5, show_default=True, type=_POSITIVE, help="Timed windows.")
 @click.option("--warmup", default=5, show_default=True, type=_POSITIVE, help="Untimed steps first.")
+@click.option(
+    "--profile",
+    "profile_rows",
+    default=0,
+    type=click.IntRange(min=0),
+    help="Also list the N ops that take the most time per step (torch.profiler).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of the table.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON here.")
 def bench(
@@ -393,6 +400,7 @@ def bench(
     steps: int,
     windows: int,
     warmup: int,
+    profile_rows: int,
     as_json: bool,
     output: str | None,
 ) -> None:
@@ -402,7 +410,7 @@ def bench(
     from pathlib import Path
 
     from zoo.bench import bench as run_bench
-    from zoo.bench import format_table
+    from zoo.bench import format_profile, format_table
     from zoo.runs import write_json
 
     if output and not Path(output).resolve().parent.is_dir():
@@ -426,12 +434,22 @@ def bench(
         prepared = api.prepare(name, values, label=lambda key: "--" + key.replace("_", "-"))
         plugin = prepared.plugin(prepared.config)
         results.append(
-            run_bench(plugin, prepared.settings, steps=steps, windows=windows, warmup=warmup)
+            run_bench(
+                plugin,
+                prepared.settings,
+                steps=steps,
+                windows=windows,
+                warmup=warmup,
+                profile_rows=profile_rows,
+            )
         )
         if not as_json:
             click.echo(f"measured {len(results)}: {results[-1].images_per_s:.0f} img/s", err=True)
     payload = [r.to_dict() for r in results]
     click.echo(json.dumps(payload, indent=2) if as_json else format_table(results))
+    if profile_rows and not as_json:
+        for result in results:
+            click.echo("\n" + format_profile(result))
     if output:
         try:
             write_json(Path(output), {"command": " ".join(sys.argv), "results": payload})
