@@ -9,6 +9,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from tests.conftest import SMALL
 from zoo.cli import cli
@@ -200,7 +202,20 @@ def test_eval_of_damaged_runs(dense_run, tmp_path):
     weights.write_bytes(b"\x00" * 64)
     assert_one_line_error(invoke("eval", str(run)), 1, "corrupt")
 
-    weights.unlink()
+    header = json.loads(safe_open(str(run / "state.safetensors"), "pt").metadata()["zoo"])
+    tensors = load_file(str(run / "state.safetensors"))
+    for changed, message in (
+        ({**header, "format_version": 99}, "written by a newer zoo (format 99); upgrade zoo"),
+        ({**header, "format": "other"}, "not a zoo checkpoint"),
+    ):
+        save_file(tensors, str(weights), {"zoo": json.dumps(changed)})
+        assert_one_line_error(invoke("eval", str(run)), 1, message)
+    save_file(tensors, str(weights))  # no zoo header at all
+    assert_one_line_error(invoke("eval", str(run)), 1, "not a zoo checkpoint")
+
+    weights.unlink()  # a crash inside the first checkpoint: the state file's weights serve
+    assert invoke("eval", str(run)).exit_code == 0
+    (run / "state.safetensors").unlink()
     assert_one_line_error(invoke("eval", str(run)), 1, "model.safetensors is missing")
 
     (run / "config.json").write_text("{not json")

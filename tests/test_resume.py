@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
@@ -78,21 +79,42 @@ def test_resume_refuses_a_changed_config_unless_forced(dense_one_epoch):
     assert_one_line_error(again, 2, "trained 2 epochs already")
 
 
-def test_resume_errors_are_one_line(dense_one_epoch, dense_run, tmp_path):
+def test_resume_errors_are_one_line(dense_one_epoch, tmp_path):
     other = invoke("run", "cnn", "--resume", str(dense_one_epoch.path), "--epochs", "3")
     assert_one_line_error(other, 2, "run of 'dense', not 'cnn'")
     missing = invoke("run", "dense", "--resume", str(tmp_path / "nope"))
     assert_one_line_error(missing, 1, "does not exist")
     nothing = invoke("run", "dense", "--resume", "auto", "--out", str(tmp_path / "empty"))
     assert_one_line_error(nothing, 1, "no dense run with a checkpoint")
+    # a state file without its own weights (written before they were kept in it) must
+    # come from the same step as model.safetensors
     copy = tmp_path / "mixed"
     shutil.copytree(dense_one_epoch.path, copy)
-    shutil.copy(dense_run.path / "state.safetensors", copy / "state.safetensors")
-    mixed = invoke(
-        "run", "dense", "--resume", str(copy), "--epochs", "3", "--train-size", "256",
-        "--test-size", "64", "--seed", "2", "--no-progress",
-    )  # fmt: skip
+    state = copy / "state.safetensors"
+    header = json.loads(safe_open(str(state), "pt").metadata()["zoo"])
+    tensors = {k: v for k, v in load_file(str(state)).items() if not k.startswith("model.")}
+    save_file(tensors, str(state), {"zoo": json.dumps({**header, "epoch": 5, "step": 40})})
+    mixed = invoke("run", "dense", "--resume", str(copy), "--epochs", "7", *DENSE_OPTIONS)
     assert_one_line_error(mixed, 1, "do not match")
+
+
+DENSE_OPTIONS = ("--train-size", "256", "--test-size", "64", "--seed", "2", "--no-progress")
+
+
+def test_the_state_file_alone_resumes_and_brings_the_model_file_back(dense_one_epoch, tmp_path):
+    # a crash between the two writes of the first checkpoint leaves only the state file
+    (dense_one_epoch.path / "model.safetensors").unlink()
+    resumed = invoke("run", "dense", "--resume", str(dense_one_epoch.path), "--epochs", "2",
+                     *DENSE_OPTIONS)  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    model = json.loads(
+        safe_open(str(dense_one_epoch.path / "model.safetensors"), "pt").metadata()["zoo"]
+    )
+    assert model["epoch"] == 2
+    state = load_file(str(dense_one_epoch.path / "state.safetensors"))
+    weights = load_file(str(dense_one_epoch.path / "model.safetensors"))
+    for key, value in weights.items():
+        assert torch.equal(state[f"model.{key}"], value), key
 
 
 def test_ctrl_c_saves_at_a_step_boundary_and_resuming_matches_an_uninterrupted_run(tmp_path):

@@ -136,7 +136,7 @@ def _resumable_run(prepared: Prepared) -> Path:
         raise RunError(f"--resume {path}: the run has no checkpoint yet; start it anew")
     from zoo.checkpoints import read_meta
 
-    done = int(read_meta(path).get("epoch", 0))
+    done = int(read_meta(path, "state.safetensors").get("epoch", 0))
     if settings.epochs <= done:
         raise configs.ConfigError(
             f"--resume {path}: it has trained {done} epochs already and --epochs counts the "

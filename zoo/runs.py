@@ -52,6 +52,28 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)  # the rename itself survives a power cut
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # some file systems do not open folders; the rename is still atomic
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Delete the temp files of writes a crash interrupted (``.NAME.XXXX.tmp``)."""
+    stale = [path for path in folder.glob(".*.tmp") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, obj: Any) -> None:

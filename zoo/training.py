@@ -23,7 +23,7 @@ from zoo.artifacts import plot_losses
 from zoo.config import to_dict
 from zoo.data import Batch, iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
-from zoo.errors import CheckpointError, ConfigError, Interrupted, RunError
+from zoo.errors import ConfigError, Interrupted, RunError
 from zoo.evaluation import evaluate, save_results
 from zoo.plugin import TrainablePlugin, TrainPlan
 from zoo.runs import (
@@ -32,6 +32,7 @@ from zoo.runs import (
     RunContext,
     append_jsonl,
     read_jsonl,
+    remove_stale_temp_files,
     truncate_jsonl,
     write_json,
 )
@@ -368,15 +369,11 @@ class Trainer:
     def _restore(self, modules, optimizers, shuffle, device) -> tuple[int, int]:
         """Weights, optimizer and RNG states from the run's checkpoint; the logs are cut
         back to it (a crash may have left records of an epoch it does not hold)."""
-        header = checkpoints.load_weights(self.run.path, modules, self.plugin.info.name)
-        rng, state = checkpoints.load_state(self.run.path, optimizers)
+        rng, header = checkpoints.resume(
+            self.run.path, modules, optimizers, self.plugin.info.name, publish=self.world.is_main
+        )
         epoch, step = int(header["epoch"]), int(header["step"])
         skip = step - epoch * self.plugin.plan.steps_per_epoch  # batches into the next epoch
-        if (int(state.get("epoch", -1)), int(state.get("step", -1))) != (epoch, step):
-            raise CheckpointError(
-                f"{self.run.path}: model.safetensors (epoch {epoch}) and state.safetensors "
-                f"(epoch {state.get('epoch')}) do not match; the run cannot be resumed exactly"
-            )
         torch.set_rng_state(rng["torch"])
         shuffle.set_state(rng["shuffle"])
         if device.type == "cuda" and "cuda" in rng:
@@ -384,6 +381,7 @@ class Trainer:
         if self.world.active:
             torch.manual_seed(self.settings.seed + self.world.rank + 7919 * epoch)
         if self.world.is_main:
+            remove_stale_temp_files(self.run.path)
             truncate_jsonl(self.run.path / METRICS_FILE, lambda r: r.get("epoch", 0) <= epoch)
             truncate_jsonl(self.run.path / LOSSES_FILE, lambda r: r.get("step", 0) <= step)
         return epoch + 1, step, max(skip, 0)
