@@ -92,9 +92,7 @@ class ClassifierPlugin(TrainablePlugin):
             adversarial = fgsm(self.predict, batch.images, batch.labels, eps, self.pixel_range)
             adversarial_loss = F.cross_entropy(self.predict(adversarial).float(), batch.labels)
             loss = 0.5 * (loss + adversarial_loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        self.update("net", loss)
         accuracy = (logits.argmax(dim=1) == batch.labels).float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy}
 

@@ -104,6 +104,9 @@ class TrainablePlugin(Plugin):
     device: torch.device
     plan: TrainPlan  # set by the trainer before configure_optimizers()
     global_step: int = 0  # optimizer steps done before the current train_step
+    skip_nonfinite: bool = False  # --on-nonfinite skip, set by the trainer
+    skipped_updates: int = 0  # updates dropped for a non-finite loss or gradient
+    applied_updates: int = 0  # optimizer steps taken through update()
 
     def build(self) -> Mapping[str, nn.Module]:
         """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
@@ -119,11 +122,23 @@ class TrainablePlugin(Plugin):
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         """Backpropagate ``loss`` into fresh gradients and step the optimizer ``name``:
-        the building block of multi-network steps such as a GAN's D and G updates."""
+        the building block of multi-network steps such as a GAN's D and G updates.
+        Under ``--on-nonfinite skip`` an update whose loss or gradients are not finite
+        is dropped (counted in ``skipped_updates``) instead of poisoning the weights."""
+        import torch
+
         optimizer = self.optimizers[name]
         optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite and not bool(torch.isfinite(loss.detach()).all()):
+            self.skipped_updates += 1
+            return
         loss.backward()
+        if self.skip_nonfinite and not _gradients_finite(optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_updates += 1
+            return
         optimizer.step()
+        self.applied_updates += 1
 
     def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
         """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""
@@ -136,3 +151,11 @@ class TrainablePlugin(Plugin):
         from zoo.training import Trainer
 
         return Trainer(self, run).fit()
+
+
+def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
+    import torch
+
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    checks = [torch.isfinite(g).all() for g in grads if g is not None]
+    return bool(torch.stack(checks).all()) if checks else True

@@ -12,6 +12,7 @@ from zoo.config import option
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
+NONFINITE_POLICIES = ("stop", "skip")
 
 
 @attrs.frozen
@@ -55,6 +56,12 @@ class RunSettings:
     force: bool = option(
         False, help="Resume even when the hyperparameters differ from the run's own."
     )
+    on_nonfinite: str = option(
+        "stop",
+        help="A NaN or inf loss stops the run (the last good checkpoint is kept), or skips "
+        "that update (one device sync per update; one process only).",
+        choices=NONFINITE_POLICIES,
+    )
 
 
 SETTING_NAMES = frozenset(field.name for field in attrs.fields(RunSettings))
@@ -75,5 +82,6 @@ RESUMABLE_CHANGES = frozenset(
         "test_size",
         "resume",
         "force",
+        "on_nonfinite",
     }
 )

@@ -118,21 +118,43 @@ class _Window:
     """Running sums of step losses, turned into floats only when logged (no sync per step).
 
     Each key has its own weight: a GAN's generator loss exists only on the steps where
-    the generator is updated (every n_critic steps for WGAN).
+    the generator is updated (every n_critic steps for WGAN). The step of the first
+    non-finite loss is tracked on the device too, so a stop names the exact step.
+    Under ``--on-nonfinite skip`` non-finite losses are left out, and the plugin's update
+    counters at the window's start tell whether any update in it was usable.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, plugin: TrainablePlugin) -> None:
+        self.drop_nonfinite = plugin.skip_nonfinite
+        self.skipped_before, self.applied_before = plugin.skipped_updates, plugin.applied_updates
         self.sums: dict[str, torch.Tensor] = {}
         self.weights: dict[str, int] = {}
+        self.first_bad: torch.Tensor | None = None
+        self.steps: list[int] = []
 
-    def add(self, losses: Mapping[str, torch.Tensor], weight: int) -> None:
+    def add(self, losses: Mapping[str, torch.Tensor], weight: int, step: int) -> None:
+        self.steps.append(step)
         for key, value in losses.items():
-            value = torch.as_tensor(value).detach().float() * weight
-            self.sums[key] = self.sums[key] + value if key in self.sums else value
+            value = torch.as_tensor(value).detach().float()
+            if self.drop_nonfinite:
+                if not bool(torch.isfinite(value).all()):
+                    continue
+            else:
+                bad = torch.where(torch.isfinite(value), _NEVER, step)
+                self.first_bad = bad if self.first_bad is None else self.first_bad.minimum(bad)
+            self.sums[key] = self.sums[key] + value * weight if key in self.sums else value * weight
             self.weights[key] = self.weights.get(key, 0) + weight
 
     def means(self) -> dict[str, float]:
         return {k: float(v) / self.weights[k] for k, v in self.sums.items()}
+
+    def first_bad_step(self) -> int | None:
+        if self.first_bad is None or int(self.first_bad) == _NEVER:
+            return None
+        return int(self.first_bad)
+
+
+_NEVER = 2**62  # "no non-finite loss yet" for _Window.first_bad
 
 
 def _format(record: Mapping[str, Any]) -> str:
@@ -196,6 +218,11 @@ class Trainer:
     def _fit(self) -> dict[str, Any]:
         settings, plugin, run = self.settings, self.plugin, self.run
         world = self.world = distributed.current_world()
+        if settings.on_nonfinite == "skip" and world.active:
+            raise ConfigError(
+                "--on-nonfinite skip works in one process only (every process would have to "
+                "skip the same update); use the default, stop, under torchrun"
+            )
         apply_threads(settings.threads)
         torch.manual_seed(settings.seed)
         device = distributed.device_for(world, resolve_device(settings.device))
@@ -210,6 +237,7 @@ class Trainer:
         modules = setup_modules(plugin, device, settings)
         _check_batch_norm(modules, settings.batch_size, len(train))
         optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
+        plugin.skip_nonfinite, plugin.skipped_updates = settings.on_nonfinite == "skip", 0
         shuffle = torch.Generator().manual_seed(settings.seed)  # the same order on every rank
         replicas = modules
         if world.active:
@@ -243,8 +271,12 @@ class Trainer:
             if step >= total_steps:
                 break
             modules.train()
-            epoch_window, log_window = _Window(), _Window()
-            epoch_start, epoch_images = time.perf_counter(), 0
+            epoch_window, log_window = _Window(plugin), _Window(plugin)
+            epoch_start, epoch_images, skipped_before = (
+                time.perf_counter(),
+                0,
+                plugin.skipped_updates,
+            )
             order_state, batches_done = shuffle.get_state(), skip
             for batch in iterate_batches(
                 train,
@@ -269,22 +301,29 @@ class Trainer:
                 step += 1
                 batches_done += 1
                 epoch_images += len(batch) * world.size
-                epoch_window.add(losses, len(batch))
-                log_window.add(losses, len(batch))
+                epoch_window.add(losses, len(batch), step)
+                log_window.add(losses, len(batch), step)
                 bar.update(1)
                 if step % LOG_EVERY == 0 or step == total_steps:
                     means = log_window.means()
-                    self._check_finite(means, step)
+                    self._check_finite(log_window, means, step)
                     if world.is_main:
                         append_jsonl(run.path / LOSSES_FILE, {"step": step, **means})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
-                    log_window = _Window()
+                    log_window = _Window(plugin)
                 if step >= total_steps:
                     break
             skip = 0
             seconds = time.perf_counter() - epoch_start
             train_means = epoch_window.means()
-            self._check_finite(train_means, step)
+            self._check_finite(epoch_window, train_means, step)
+            if plugin.skip_nonfinite:
+                train_means["skipped_updates"] = plugin.skipped_updates - skipped_before
+                if train_means["skipped_updates"]:
+                    self._say(
+                        f"zoo: warning: epoch {epoch} skipped {train_means['skipped_updates']} "
+                        "update(s) with a non-finite loss or gradient"
+                    )
             modules.eval()
             extra = {}
             if world.is_main:  # the other ranks take its state just below
@@ -355,15 +394,28 @@ class Trainer:
         results = {"test_images": len(self.run.data.test), **results}
         save_results(self.run.path, results, self.plugin.info.name)
 
-    def _check_finite(self, means: Mapping[str, float], step: int) -> None:
+    def _check_finite(self, window: _Window, means: Mapping[str, float], step: int) -> None:
+        """Stop on a non-finite loss, naming its step; the last checkpoint stays as it is.
+        Under --on-nonfinite skip, stop only when a whole window had no usable update."""
         bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+        plugin = self.plugin
+        skipped = plugin.skipped_updates - window.skipped_before
+        if skipped and plugin.applied_updates == window.applied_before:
+            first, last = window.steps[0], window.steps[-1]
+            raise RunError(
+                f"every update of steps {first}-{last} had a non-finite loss and was skipped; "
+                f"training stopped, the last good checkpoint in {self.run.path} is kept "
+                "(try a lower learning rate)"
+            )
         if not distributed.all_ranks_agree(self.world, not bad):
             if not bad:
                 raise RunError(f"another process's loss became non-finite by step {step}")
             key, value = next(iter(bad.items()))
+            first = window.first_bad_step()
             raise RunError(
-                f"{key} became {value} by step {step}; training stopped, the last good "
-                f"checkpoint in {self.run.path} is kept (try a lower learning rate)"
+                f"{key} became {value} at step {first if first is not None else step}; "
+                f"training stopped, the last good checkpoint in {self.run.path} is kept "
+                "(try a lower learning rate, or --on-nonfinite skip)"
             )
 
     def _restore(self, modules, optimizers, shuffle, device) -> tuple[int, int]:

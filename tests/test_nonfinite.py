@@ -1,0 +1,104 @@
+"""Non-finite losses: the run stops naming the exact step and keeps its last good
+checkpoint, or, with --on-nonfinite skip, drops just those updates."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import attrs
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from tests.test_cli import invoke
+from zoo.plugin import TrainPlan
+from zoo.runs import read_jsonl
+
+# 256 images at batch 32: 8 steps per epoch
+OPTIONS = ("--train-size", "256", "--test-size", "64", "--seed", "1", "--no-progress")
+
+
+def _assert_stopped_with(result, *fragments: str) -> None:
+    """Progress lines, then one error line: exit 1, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("zoo: error: ")
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def _poisoned_dense(bad_steps: frozenset[int]) -> type[zoo.Plugin]:
+    """The built-in dense classifier, fed NaN images at the given 1-based steps."""
+    dense = zoo.get_plugin("dense")
+
+    class Poisoned(dense):
+        info = attrs.evolve(dense.info, name="poisoned", summary="dense with NaN batches")
+
+        def train_step(self, batch):
+            if self.global_step + 1 in bad_steps:
+                batch = attrs.evolve(batch, images=batch.images * float("nan"))
+            return super().train_step(batch)
+
+    return Poisoned
+
+
+def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint(registry, tmp_path):
+    registry.register(_poisoned_dense(frozenset({11})))
+    result = invoke("run", "poisoned", "--epochs", "3", "--out", str(tmp_path), *OPTIONS)
+    _assert_stopped_with(result, "loss became nan at step 11", "last good checkpoint")
+    (run,) = tmp_path.iterdir()
+    assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [1]
+    weights = load_file(str(run / "model.safetensors"))
+    assert all(torch.isfinite(value).all() for value in weights.values())
+    resumed = invoke("run", "dense", "--resume", str(run), "--epochs", "3", *OPTIONS)
+    assert "run of 'poisoned'" in resumed.output  # the checkpoint is intact and typed
+
+
+def test_skip_drops_only_the_bad_updates(registry, tmp_path):
+    registry.register(_poisoned_dense(frozenset({3, 4, 12})))
+    result = invoke(
+        "run", "poisoned", "--epochs", "2", "--on-nonfinite", "skip", "--out", str(tmp_path),
+        *OPTIONS,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "epoch 1 skipped 2 update(s)" in result.output
+    (run,) = tmp_path.iterdir()
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["skipped_updates"] for r in records] == [2, 1]
+    assert all(math.isfinite(r["loss"]) for r in records)
+    weights = load_file(str(run / "model.safetensors"))
+    assert all(torch.isfinite(value).all() for value in weights.values())
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["on_nonfinite"] == "skip"
+
+
+def test_skip_gives_up_when_no_update_is_usable(registry, tmp_path):
+    registry.register(_poisoned_dense(frozenset(range(1, 100))))
+    result = invoke(
+        "run", "poisoned", "--epochs", "2", "--on-nonfinite", "skip", "--out", str(tmp_path),
+        *OPTIONS,
+    )  # fmt: skip
+    _assert_stopped_with(result, "every update of steps 1-8 had a non-finite loss")
+
+
+def test_a_skipped_update_changes_neither_weights_nor_optimizer_state():
+    dense = zoo.get_plugin("dense")
+    plugin = dense(dense.Config())
+    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
+    plugin.plan = TrainPlan(1, 1, 1)
+    plugin.optimizers = dict(plugin.configure_optimizers())
+    plugin.skip_nonfinite = True
+    before = {k: v.clone() for k, v in plugin.modules.state_dict().items()}
+    weight = next(plugin.modules.parameters())
+    images = torch.rand(4, 1, 28, 28)
+
+    plugin.update("net", plugin.predict(images).sum() * float("inf"))  # inf loss
+    plugin.update("net", plugin.predict(images * float("nan")).sum() * 0)  # nan gradients
+    assert plugin.skipped_updates == 2
+    assert all(torch.equal(v, plugin.modules.state_dict()[k]) for k, v in before.items())
+    assert not plugin.optimizers["net"].state  # Adam never stepped
+
+    plugin.update("net", plugin.predict(images).sum())
+    assert plugin.skipped_updates == 2 and not torch.equal(weight, before["net.1.weight"])
