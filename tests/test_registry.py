@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
+from pathlib import Path
 
 import attrs
 import pytest
@@ -138,6 +140,37 @@ def test_broken_local_module_is_contained(tmp_path, module_source, problem):
     assert len(broken) == 1 and problem in broken[0].error
     with pytest.raises(PluginLoadError, match=problem):
         Registry(entry_points=False, user_registry=registry_file, strict=True).list()
+
+
+@pytest.mark.parametrize(
+    ("name", "write_module", "problem"),
+    [
+        ("os", False, "no module 'os' in"),  # a user registry loads its own modules only
+        ("json", True, "has the name of an installed one"),  # never shadows the stdlib
+        ("zoo", True, "has the name of an installed one"),
+    ],
+)
+def test_a_user_registry_loads_only_its_own_modules(tmp_path, name, write_module, problem):
+    registry_file = _write_local(tmp_path, LOCAL_PLUGIN, name=name)
+    if not write_module:
+        (tmp_path / f"{name}.py").unlink()
+    warnings: list[str] = []
+    registry = Registry(entry_points=False, user_registry=registry_file, warn=warnings.append)
+    assert "local-linear" not in {e.name for e in registry.list()}
+    assert len(warnings) == 1 and problem in warnings[0], warnings
+    if name in sys.modules:  # the real module stays the one everybody imports
+        assert not Path(sys.modules[name].__file__).resolve().is_relative_to(tmp_path.resolve())
+
+
+def test_a_local_package_loads_with_its_submodules(tmp_path):
+    package = tmp_path / "my_zoo_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text(textwrap.dedent(LOCAL_PLUGIN))
+    registry_file = tmp_path / "registry.toml"
+    registry_file.write_text('[[plugins]]\nmodule = "my_zoo_pkg.plugin"\n')
+    found = Registry(entry_points=False, user_registry=registry_file).entry("local-linear")
+    assert found.origin == "my_zoo_pkg.plugin"
 
 
 def test_strict_mode_reads_the_environment(tmp_path, monkeypatch):

@@ -39,6 +39,14 @@ class Prepared:
     config: Any
     settings: RunSettings
 
+    def to_dict(self) -> dict[str, Any]:
+        """What config.json will record: plugin, hyperparameters and run settings."""
+        return {
+            "plugin": self.plugin.info.name,
+            "config": configs.to_dict(self.config),
+            "settings": configs.to_dict(self.settings),
+        }
+
 
 def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str) -> Prepared:
     """Split flat values into the plugin's Config and the run settings, validating both."""
@@ -87,11 +95,9 @@ def execute(prepared: Prepared) -> RunResult:
         write_json(
             path / CONFIG_FILE,
             {
-                "plugin": info.name,
+                **prepared.to_dict(),
                 "plugin_version": info.version,
                 "task": info.task,
-                "config": configs.to_dict(prepared.config),
-                "settings": configs.to_dict(prepared.settings),
                 "python": sys.version.split()[0],
             },
         )

@@ -82,8 +82,16 @@ def _run_command(entry) -> click.Command:
             help="TOML file of options (keys as option names with '_'); flags win over it.",
         )
     )
+    params.append(
+        click.Option(
+            ["--dry-run"],
+            is_flag=True,
+            help="Check the options and print the resulting configuration as JSON; train "
+            "nothing.",
+        )
+    )
 
-    def callback(config_file: str | None, **given: Any) -> None:
+    def callback(config_file: str | None, dry_run: bool, **given: Any) -> None:
         values = read_toml(config_file) if config_file else {}
         for key, value in given.items():
             if isinstance(value, tuple):  # a repeatable flag: () when not given
@@ -92,6 +100,9 @@ def _run_command(entry) -> click.Command:
             if value is not None:
                 values[key] = value
         prepared = api.prepare(entry.name, values, label=_flag)
+        if dry_run:
+            click.echo(json.dumps(prepared.to_dict(), indent=2))
+            return
         result = api.execute(prepared)
         from zoo.distributed import current_world
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import importlib.machinery
 import importlib.metadata
+import importlib.util
 import os
 import re
 import sys
@@ -321,12 +323,45 @@ def _registry_file_sources(path: Path, kind: str) -> Iterable[_Source]:
     if not path.is_file():
         raise ConfigError(f"registry file {path} does not exist")
     modules = read_registry_file(path)
-    if kind == "local":
-        folder = str(path.resolve().parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)  # local modules are importable from beside their registry
+    if kind == "builtin":
+        for module in modules:
+            yield _Source(kind, module, lambda module=module: importlib.import_module(module))
+        return
+    folder = path.resolve().parent
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))  # sibling imports of local modules; never shadows
     for module in modules:
-        yield _Source(kind, module, lambda module=module: importlib.import_module(module))
+        yield _Source(kind, module, lambda module=module: _import_local(module, folder))
+
+
+def _import_local(module: str, folder: Path) -> ModuleType:
+    """Import ``module`` from ``folder`` only: a user's registry names the user's own
+    modules beside it, never an installed or standard module (those register through
+    entry points), and a local module may not take an installed module's name."""
+    top = module.split(".")[0]
+    spec = importlib.machinery.PathFinder.find_spec(top, [str(folder)])
+    if spec is None or (spec.origin is None and not spec.submodule_search_locations):
+        raise ImportError(
+            f"no module '{top}' in {folder} (a user registry loads only modules beside it; "
+            "installed packages register through the 'zoo' entry-point group)"
+        )
+    loaded = sys.modules.get(top)
+    if loaded is not None:
+        places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
+        if not any(place and Path(place).resolve().is_relative_to(folder) for place in places):
+            raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
+        return importlib.import_module(module)
+    others = [entry for entry in sys.path if Path(entry or ".").resolve() != folder]
+    if top in sys.stdlib_module_names or importlib.machinery.PathFinder.find_spec(top, others):
+        raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[top] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
+    return importlib.import_module(module)
 
 
 _default: Registry | None = None

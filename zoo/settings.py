@@ -35,7 +35,10 @@ class RunSettings:
         False, help="torch.compile the networks (slow first steps, then faster on some hardware)."
     )
     threads: int | None = option(
-        None, help="CPU threads for torch (default: torch's choice, one per core).", min=1
+        None,
+        help="CPU threads for torch (default: torch's choice, one per core).",
+        min=1,
+        max=4096,
     )
     seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0)
     out: str = option("runs", help="Folder in which the run folder is created.")
