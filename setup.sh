@@ -2,6 +2,7 @@
 # Set up everything zoo needs, idempotently: a virtualenv in .venv with torch,
 # torchvision and the other dependencies, and Fashion-MNIST from Debian's
 # dataset-fashion-mnist package. Safe to run again: finished steps are skipped.
+# `setup.sh --test` also installs Debian's chromium, which the report tests drive headless.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -28,5 +29,11 @@ if ! .venv/bin/python -c "from zoo.data import find_data_dir; find_data_dir()" 2
         $SUDO apt-get update -q && $SUDO apt-get install -y -q dataset-fashion-mnist
     fi
     .venv/bin/python -c "from zoo.data import find_data_dir; print('setup: data in', find_data_dir())"
+fi
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null; then
+    echo "setup: installing Debian's chromium for the browser tests of zoo report"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; } >/dev/null \
+        || echo "setup: warning: chromium could not be installed; browser tests will be skipped"
 fi
 echo "setup: ready"

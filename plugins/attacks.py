@@ -51,6 +51,10 @@ class FGSM(Plugin):
         paper="Brayton et al. (SJSU, 2020) III-A; Goodfellow et al., arXiv:1412.6572",
     )
     Config = FGSMConfig
+    report_captions = {
+        "robustness.png": "Test accuracy of each classifier run against the attack strength ε",
+        "examples.png": "Test images and their adversarial versions, with the predictions",
+    }
 
     def execute(self, run) -> Mapping[str, Any]:
         from zoo_plugins.robustness import attack_runs

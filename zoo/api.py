@@ -111,7 +111,37 @@ def execute(prepared: Prepared) -> RunResult:
         raise
     finally:
         distributed.leave(world)
+    if world.is_main:
+        _refresh_report(path)
     return RunResult(path, dict(metrics))
+
+
+def _refresh_report(path: Path) -> None:
+    """Write the run's report.html; a run that trained for hours is never failed by it."""
+    from zoo.report import write_report
+
+    try:
+        write_report(path)
+    except (OSError, ZooError, ValueError) as error:
+        print(f"zoo: warning: report.html not written ({error}); try `zoo report {path}`",
+              file=sys.stderr)  # fmt: skip
+
+
+def report(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Write a run's self-contained HTML report (default RUN/report.html)."""
+    from zoo.report import write_report
+
+    return write_report(run_dir, output)
+
+
+def compare(
+    run_dirs: Sequence[str | os.PathLike], out: str | os.PathLike = ".", *, sort: str | None = None
+) -> tuple[Path, Path, str]:
+    """Leaderboard of runs: leaderboard.html (sortable) and leaderboard.md in ``out``;
+    returns both paths and the Markdown table."""
+    from zoo.leaderboard import write_leaderboard
+
+    return write_leaderboard(run_dirs, out, sort=sort)
 
 
 def _resumable_run(prepared: Prepared) -> Path:
@@ -270,6 +300,8 @@ def evaluate(
         )
     results = {**info, **compute(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
+    if (loaded.path / "report.html").is_file():
+        _refresh_report(loaded.path)  # the report shows the new numbers
     return results
 
 

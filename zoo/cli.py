@@ -86,8 +86,7 @@ def _run_command(entry) -> click.Command:
         click.Option(
             ["--dry-run"],
             is_flag=True,
-            help="Check the options and print the resulting configuration as JSON; train "
-            "nothing.",
+            help="Check the options and print the resulting configuration as JSON; train nothing.",
         )
     )
 
@@ -373,6 +372,29 @@ def _batch_sizes(text: str) -> list[int]:
     if not sizes or min(sizes) < 2:
         raise ConfigError("--batch-size: each size must be >= 2 (batch norm needs 2 images)")
     return sizes
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: RUN/report.html.")
+def report(run_dir: str, output: str | None) -> None:
+    """Write one self-contained HTML page about a run: configuration, metrics, results,
+    loss curves, every epoch's samples and the plugin's pictures."""
+    click.echo(f"wrote {api.report(run_dir, output)}")
+
+
+@cli.command()
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True)
+@click.option(
+    "-o", "--out", default=".", show_default=True, type=click.Path(file_okay=False),
+    help="Folder for leaderboard.html and leaderboard.md.",
+)  # fmt: skip
+@click.option("--sort", help="Column to sort by first; a leading '-' sorts descending.")
+def compare(run_dirs: tuple[str, ...], out: str, sort: str | None) -> None:
+    """Leaderboard of runs: a sortable HTML page and a Markdown table (also printed)."""
+    html_path, md_path, markdown = api.compare(list(run_dirs), out, sort=sort)
+    click.echo(markdown, nl=False)
+    click.echo(f"wrote {html_path} and {md_path}", err=True)
 
 
 @cli.command()

@@ -32,6 +32,10 @@ class ColorizerPlugin(TrainablePlugin):
 
     pixel_range = (-1.0, 1.0)
     metrics = ("colorization_error", "color_accuracy")
+    report_captions = {
+        "samples/epoch_*.png": "Epoch {n}: per class, the gray input, the colourised output "
+        "and the target"
+    }
 
     @property
     def color_conditioned(self) -> bool:

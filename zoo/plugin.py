@@ -66,6 +66,9 @@ class Plugin:
     metrics: ClassVar[tuple[str, ...]] = ()
     pixel_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     evaluate_after_training: ClassVar[bool] = True  # False where metrics need more inputs
+    # captions of the pictures the plugin writes into its run folder, by glob relative to
+    # it ("{n}": the last number in the file name), for `zoo report`
+    report_captions: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config

@@ -44,6 +44,7 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temp file in the same folder, fsync, then rename over ``path``."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; keep the usual mode
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -53,6 +54,12 @@ def write_atomic(path: Path, data: bytes) -> None:
         Path(temp).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)  # the rename itself survives a power cut
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -98,6 +98,9 @@ class InfoGAN(GANPlugin):
         "infogan", "infoGAN: 10 categorical + 2 continuous codes, MI loss", "Chen et al. 2016"
     )
     Config = InfoGANConfig
+    report_captions = {
+        "samples/code_*_sweep.png": "Continuous code {n} swept from -1 to 1 (rows: classes)"
+    }
     label_input = True  # the categorical code, shown as one class per grid column
     code_dim = 2
     discriminator_outputs = 1 + NUM_CLASSES + 2

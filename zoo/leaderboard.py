@@ -1,0 +1,200 @@
+"""`zoo compare RUN...`: a leaderboard of runs, as a sortable HTML page and a Markdown
+table (for docs/RESULTS.md).
+
+One row per run: its plugin, epochs, steps, mean seconds per epoch, the numbers of its
+eval.json (else of its last epoch record), and a preview: the last epoch's grid, else
+the confusion matrix, else its first picture.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+
+from zoo import html
+from zoo.errors import ConfigError
+from zoo.html import Markup
+from zoo.report import REPORT_FILE, Picture, RunSummary, summarize
+from zoo.runs import write_atomic
+
+BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images", "samples",
+               "real_images", "skipped_updates"}  # fmt: skip
+FIXED = ["run", "plugin", "epochs", "steps", "s/epoch"]
+
+SORT_SCRIPT = """
+function sortBy(th, descending) {
+  const table = th.closest("table"), body = table.tBodies[0];
+  const index = [...th.parentNode.children].indexOf(th);
+  const key = (row) => {
+    const cell = row.children[index];
+    const value = cell.dataset.value;
+    return value === undefined ? cell.textContent.trim() : parseFloat(value);
+  };
+  const rows = [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (typeof x === "number" && typeof y === "number") return descending ? y - x : x - y;
+    if (typeof x === "number") return -1;
+    if (typeof y === "number") return 1;
+    return descending ? String(y).localeCompare(x) : String(x).localeCompare(y);
+  });
+  rows.forEach((row) => body.appendChild(row));
+  table.querySelectorAll("th").forEach((h) => h.removeAttribute("aria-sort"));
+  th.setAttribute("aria-sort", descending ? "descending" : "ascending");
+}
+document.querySelectorAll("th.sortable").forEach((th) => th.addEventListener("click", () =>
+  sortBy(th, th.getAttribute("aria-sort") === "ascending")));
+const wanted = new URLSearchParams(location.hash.slice(1)).get("sort")
+  || document.querySelector("table[data-sort]")?.dataset.sort;
+if (wanted) {
+  const name = wanted.replace(/^-/, "");
+  const th = [...document.querySelectorAll("th.sortable")].find((h) => h.textContent === name);
+  if (th) sortBy(th, wanted.startsWith("-"));
+}
+"""
+
+
+@attrs.frozen
+class Row:
+    summary: RunSummary
+    epochs: int | None
+    steps: int | None
+    seconds_per_epoch: float | None
+    metrics: dict[str, float]
+    preview: Picture | None
+
+
+def make_row(summary: RunSummary) -> Row:
+    history = summary.history
+    last = history[-1] if history else {}
+    seconds = [r["seconds"] for r in history if isinstance(r.get("seconds"), (int, float))]
+    source = summary.results.get("eval")
+    if not isinstance(source, dict):
+        source = last
+    metrics = {
+        k: v
+        for k, v in source.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in BOOKKEEPING
+    }
+    return Row(
+        summary=summary,
+        epochs=last.get("epoch"),
+        steps=last.get("step"),
+        seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None,
+        metrics=metrics,
+        preview=_preview(summary),
+    )
+
+
+def _preview(summary: RunSummary) -> Picture | None:
+    if summary.epoch_grids:
+        return summary.epoch_grids[-1]
+    named = {p.name: p for p in summary.pictures}
+    for name in ("confusion_matrix.png", "robustness.png"):
+        if name in named:
+            return named[name]
+    others = [p for p in summary.pictures if p.name not in ("loss.png", "animation.gif")]
+    return others[0] if others else None
+
+
+def metric_columns(rows: Sequence[Row]) -> list[str]:
+    return list(dict.fromkeys(k for row in rows for k in row.metrics))
+
+
+def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:
+    """By a column, ascending ('-name': descending); runs without the number go last."""
+    name, descending = sort.lstrip("-"), sort.startswith("-")
+    fixed = {
+        "run": lambda r: r.summary.name,
+        "plugin": lambda r: r.summary.record.plugin,
+        "epochs": lambda r: r.epochs,
+        "steps": lambda r: r.steps,
+        "s/epoch": lambda r: r.seconds_per_epoch,
+    }
+    value = fixed.get(name, lambda r: r.metrics.get(name))
+    present = [r for r in rows if value(r) is not None]
+    return sorted(present, key=value, reverse=descending) + [r for r in rows if value(r) is None]
+
+
+def to_markdown(rows: Sequence[Row]) -> str:
+    columns = metric_columns(rows)
+    lines = [
+        "| " + " | ".join(FIXED + columns) + " |",
+        "|" + "---|" * (len(FIXED) + len(columns)),
+    ]
+    for row in rows:
+        cells = [
+            row.summary.name,
+            row.summary.record.plugin,
+            row.epochs,
+            row.steps,
+            row.seconds_per_epoch,
+            *[row.metrics.get(c) for c in columns],
+        ]
+        lines.append(
+            "| " + " | ".join(html.MISSING if c is None else html.number(c) for c in cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_html(rows: Sequence[Row], *, relative_to: Path, sort: str | None = None) -> str:
+    columns = metric_columns(rows)
+    body = []
+    for row in rows:
+        report = row.summary.record.path / REPORT_FILE
+        name = html.escape(row.summary.name)
+        if report.is_file():
+            link = html.escape(Path(os.path.relpath(report, relative_to)).as_posix())
+            name = f'<a href="{link}">{name}</a>'
+        preview = Markup("")
+        if row.preview is not None:
+            preview = Markup(
+                f'<img class="thumb" src="{html.data_uri(row.preview.path)}" '
+                f'alt="{html.escape(row.preview.caption)}">'
+            )
+        body.append(
+            [
+                Markup(name),
+                row.summary.record.plugin,
+                row.epochs,
+                row.steps,
+                row.seconds_per_epoch,
+                *[row.metrics.get(c) for c in columns],
+                preview,
+            ]
+        )
+    table = html.table([*FIXED, *columns, "preview"], body, sortable=True)
+    if sort:
+        table = table.replace("<table>", f'<table data-sort="{html.escape(sort)}">', 1)
+    hint = '<p class="muted">Click a column to sort by it; click again to reverse.</p>'
+    subtitle = f"{len(rows)} runs"
+    return html.page("zoo leaderboard", subtitle, [("leaderboard", "Leaderboard", hint + table)],
+                     script=SORT_SCRIPT)  # fmt: skip
+
+
+def write_leaderboard(
+    run_dirs: Sequence[str | Path], out_dir: str | Path, *, sort: str | None = None
+) -> tuple[Path, Path, str]:
+    """Write leaderboard.html and leaderboard.md into ``out_dir``; returns both paths and
+    the Markdown table."""
+    if not run_dirs:
+        raise ConfigError("zoo compare needs at least one run folder")
+    rows = [make_row(summarize(path)) for path in run_dirs]
+    if sort:
+        known = set(FIXED) | set(metric_columns(rows))
+        if sort.lstrip("-") not in known:
+            raise ConfigError(
+                f"--sort {sort}: no such column (choose from {', '.join(sorted(known))})"
+            )
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise ConfigError(f"-o {out}: not a folder (create it first)")
+    if sort:
+        rows = sort_rows(rows, sort)
+    markdown = to_markdown(rows)
+    html_path, md_path = out / "leaderboard.html", out / "leaderboard.md"
+    write_atomic(html_path, to_html(rows, relative_to=out, sort=sort).encode("utf-8"))
+    write_atomic(md_path, markdown.encode("utf-8"))
+    return html_path, md_path, markdown
