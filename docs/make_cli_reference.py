@@ -91,10 +91,23 @@ def render() -> str:
         use_registry(previous)
 
 
+RUN_EXAMPLES = ["gan", "colorizer"]  # besides dense, cnn and fgsm above: one per task
+
+
+def _sections() -> list[tuple[list[str], str]]:
+    """The sections above, one `zoo run NAME` per task, then every other command."""
+    sections = list(SECTIONS)
+    after_fgsm = [args for args, _ in sections].index(["run", "fgsm"]) + 1
+    sections[after_fgsm:after_fgsm] = [(["run", name], "") for name in RUN_EXAMPLES]
+    covered = {tuple(args) for args, _ in sections}
+    sections += [([name], "") for name in cli.commands if (name,) not in covered]
+    return sections
+
+
 def _render() -> str:
     runner = CliRunner()
     parts = [INTRO]
-    for args, notes in SECTIONS:
+    for args, notes in _sections():
         result = runner.invoke(cli, [*args, "--help"], terminal_width=88, prog_name="zoo")
         if result.exit_code != 0:
             raise RuntimeError(f"zoo {' '.join(args)} --help failed: {result.output}")
