@@ -56,6 +56,27 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint(registry,
     assert "run of 'poisoned'" in resumed.output  # the checkpoint is intact and typed
 
 
+def test_weights_broken_without_a_non_finite_loss_are_never_checkpointed(registry, tmp_path):
+    """An inf gradient on an epoch's last update leaves every logged loss finite; the
+    check of the weights before each checkpoint still catches it."""
+    dense = zoo.get_plugin("dense")
+
+    class BrokenAtTheEnd(dense):
+        info = attrs.evolve(dense.info, name="broken-at-end", summary="weights NaN at step 8")
+
+        def train_step(self, batch):
+            losses = super().train_step(batch)
+            if self.global_step + 1 == 8:  # the last update of the first epoch
+                with torch.no_grad():
+                    next(self.modules.parameters()).fill_(float("nan"))
+            return losses
+
+    registry.register(BrokenAtTheEnd)
+    result = invoke("run", "broken-at-end", "--epochs", "2", "--out", str(tmp_path), *OPTIONS)
+    _assert_stopped_with(result, "weights became non-finite by step 8", "no checkpoint")
+    assert not list(tmp_path.rglob("*.safetensors"))  # (a folder with no checkpoint is removed)
+
+
 def test_skip_drops_only_the_bad_updates(registry, tmp_path):
     registry.register(_poisoned_dense(frozenset({3, 4, 12})))
     result = invoke(

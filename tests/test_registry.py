@@ -162,6 +162,16 @@ def test_a_user_registry_loads_only_its_own_modules(tmp_path, name, write_module
         assert not Path(sys.modules[name].__file__).resolve().is_relative_to(tmp_path.resolve())
 
 
+def test_a_registry_in_a_folder_anyone_can_write_is_refused(tmp_path):
+    registry_file = _write_local(tmp_path, LOCAL_PLUGIN, name="shared_mod")
+    tmp_path.chmod(0o777)
+    try:
+        with pytest.raises(ConfigError, match="writable by everyone"):
+            Registry(entry_points=False, user_registry=registry_file).list()
+    finally:
+        tmp_path.chmod(0o700)
+
+
 def test_a_local_package_loads_with_its_submodules(tmp_path):
     package = tmp_path / "my_zoo_pkg"
     package.mkdir()

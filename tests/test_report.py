@@ -90,6 +90,34 @@ def test_compare_errors_are_one_line(runs, tmp_path):
     assert_one_line_error(missing_out, 2, "not a folder")
 
 
+def test_reports_inline_only_the_run_folders_own_files(runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["dense"], run)
+    outside = tmp_path / "private.png"
+    shutil.copy(run / "loss.png", outside)
+    (run / "linked.png").symlink_to(outside)  # e.g. a shared folder with a planted link
+    (run / 'x" onmouseover="alert(1).json').write_text('{"a": 1}')
+    (run / "empty.json").write_text("{not json")
+    page = zoo.report(run).read_text()
+    assert "linked" not in page
+    assert 'onmouseover="alert' not in page and "x&quot; onmouseover" in page
+    assert "empty.json is damaged" in page
+
+
+def test_leaderboard_links_are_relative_and_non_finite_numbers_sort_last(runs, tmp_path):
+    good, bad = tmp_path / "good", tmp_path / "javascript:alert(1)"
+    for target in (good, bad):
+        shutil.copytree(runs["dense"], target)
+    (bad / "eval.json").write_text('{"accuracy": NaN}')
+    _, _, markdown = zoo.compare([bad, good], tmp_path, sort="-accuracy")
+    rows = markdown.strip().splitlines()[2:]
+    assert rows[0].startswith("| good |") and rows[1].endswith("| nan |")
+    page = (tmp_path / "leaderboard.html").read_text()
+    links = [link for link in re.findall(r'href="([^"]*)"', page) if not link.startswith("#")]
+    assert links and all(link.startswith("./") for link in links)
+    assert 'href="./javascript%3Aalert%281%29/report.html"' in page
+
+
 # -- in a real browser ------------------------------------------------------------------
 
 

@@ -118,18 +118,18 @@ def execute(prepared: Prepared) -> RunResult:
 
 def _refresh_report(path: Path) -> None:
     """Write the run's report.html; a run that trained for hours is never failed by it."""
-    from zoo.report import write_report
+    from zoo.run_report import write_report
 
     try:
         write_report(path)
-    except (OSError, ZooError, ValueError) as error:
+    except Exception as error:  # a picture or a caption nobody foresaw: warn, never fail
         print(f"zoo: warning: report.html not written ({error}); try `zoo report {path}`",
               file=sys.stderr)  # fmt: skip
 
 
 def report(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """Write a run's self-contained HTML report (default RUN/report.html)."""
-    from zoo.report import write_report
+    from zoo.run_report import write_report
 
     return write_report(run_dir, output)
 

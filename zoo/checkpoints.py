@@ -84,10 +84,14 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 def _header(blob: bytes) -> dict[str, Any]:
     """The ``zoo`` JSON metadata of a safetensors blob (its header is length-prefixed JSON)."""
     size = int.from_bytes(blob[:8], "little")
-    metadata = json.loads(blob[8 : 8 + size]).get("__metadata__", {})
-    if "zoo" not in metadata:
+    header = json.loads(blob[8 : 8 + size])
+    metadata = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("zoo"), str):
         return {}
-    return json.loads(metadata["zoo"])
+    zoo_header = json.loads(metadata["zoo"])
+    if not isinstance(zoo_header, dict):
+        raise ValueError("its zoo metadata is not a JSON object")
+    return zoo_header
 
 
 def read_meta(run_dir: Path, file: str = MODEL_FILE) -> dict[str, Any]:

@@ -114,7 +114,9 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: boo
             if isinstance(cell, Markup):
                 cells.append(f"<td>{cell}</td>")
             elif isinstance(cell, (int, float)) and not isinstance(cell, bool):
-                cells.append(f'<td class="num" data-value="{cell}">{escape(number(cell))}</td>')
+                # a non-finite number sorts as text, after every real one
+                value = f' data-value="{cell}"' if math.isfinite(cell) else ""
+                cells.append(f'<td class="num"{value}>{escape(number(cell))}</td>')
             else:
                 cells.append(f"<td>{escape(MISSING if cell is None else cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -156,9 +158,11 @@ def page(
     title: str, subtitle: str, sections: Sequence[tuple[str, str, str]], script: str = ""
 ) -> str:
     """A whole page: ``sections`` are (anchor, heading, HTML body)."""
-    nav = "".join(f'<a href="#{anchor}">{escape(heading)}</a>' for anchor, heading, _ in sections)
+    nav = "".join(
+        f'<a href="#{escape(anchor)}">{escape(heading)}</a>' for anchor, heading, _ in sections
+    )
     body = "".join(
-        f'<section id="{anchor}"><h2>{escape(heading)}</h2>{content}</section>'
+        f'<section id="{escape(anchor)}"><h2>{escape(heading)}</h2>{content}</section>'
         for anchor, heading, content in sections
     )
     return (

@@ -8,7 +8,9 @@ the confusion matrix, else its first picture.
 
 from __future__ import annotations
 
+import math
 import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import attrs
 from zoo import html
 from zoo.errors import ConfigError
 from zoo.html import Markup
-from zoo.report import REPORT_FILE, Picture, RunSummary, summarize
+from zoo.run_report import REPORT_FILE, Picture, RunSummary, summarize
 from zoo.runs import write_atomic
 
 BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images", "samples",
@@ -114,8 +116,13 @@ def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:
         "s/epoch": lambda r: r.seconds_per_epoch,
     }
     value = fixed.get(name, lambda r: r.metrics.get(name))
-    present = [r for r in rows if value(r) is not None]
-    return sorted(present, key=value, reverse=descending) + [r for r in rows if value(r) is None]
+
+    def usable(row: Row) -> bool:  # NaN and inf sort last, with the missing
+        v = value(row)
+        return v is not None and not (isinstance(v, float) and not math.isfinite(v))
+
+    present = [r for r in rows if usable(r)]
+    return sorted(present, key=value, reverse=descending) + [r for r in rows if not usable(r)]
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
@@ -146,7 +153,8 @@ def to_html(rows: Sequence[Row], *, relative_to: Path, sort: str | None = None) 
         report = row.summary.record.path / REPORT_FILE
         name = html.escape(row.summary.name)
         if report.is_file():
-            link = html.escape(Path(os.path.relpath(report, relative_to)).as_posix())
+            relative = Path(os.path.relpath(report, relative_to)).as_posix()
+            link = html.escape("./" + urllib.parse.quote(relative))  # never a scheme
             name = f'<a href="{link}">{name}</a>'
         preview = Markup("")
         if row.preview is not None:

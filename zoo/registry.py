@@ -328,10 +328,20 @@ def _registry_file_sources(path: Path, kind: str) -> Iterable[_Source]:
             yield _Source(kind, module, lambda module=module: importlib.import_module(module))
         return
     folder = path.resolve().parent
+    if folder.stat().st_mode & 0o002:
+        raise ConfigError(
+            f"registry {path}: its folder {folder} is writable by everyone, so anybody could "
+            "put code there; keep the registry and your plugin modules in a folder of your own"
+        )
     if str(folder) not in sys.path:
         sys.path.append(str(folder))  # sibling imports of local modules; never shadows
     for module in modules:
         yield _Source(kind, module, lambda module=module: _import_local(module, folder))
+
+
+def _inside(spec: importlib.machinery.ModuleSpec, folder: Path) -> bool:
+    places = [spec.origin, *(spec.submodule_search_locations or [])]
+    return any(p and Path(p).resolve().is_relative_to(folder) for p in places)
 
 
 def _import_local(module: str, folder: Path) -> ModuleType:
@@ -351,8 +361,11 @@ def _import_local(module: str, folder: Path) -> ModuleType:
         if not any(place and Path(place).resolve().is_relative_to(folder) for place in places):
             raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
         return importlib.import_module(module)
-    others = [entry for entry in sys.path if Path(entry or ".").resolve() != folder]
-    if top in sys.stdlib_module_names or importlib.machinery.PathFinder.find_spec(top, others):
+    try:  # every finder, editable installs' too; the folder itself is last on the path
+        first = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        first = None
+    if top in sys.stdlib_module_names or (first is not None and not _inside(first, folder)):
         raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[top] = loaded

@@ -7,6 +7,7 @@ Layout: ``config.json``, ``metrics.jsonl`` (one line per epoch), ``losses.jsonl`
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -44,7 +45,8 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write through a temp file in the same folder, fsync, then rename over ``path``."""
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes it private; keep the usual mode
+        with contextlib.suppress(OSError):  # mkstemp makes it private; keep the usual mode
+            os.chmod(temp, 0o666 & ~_UMASK)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -56,10 +58,13 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_folder(path.parent)  # the rename itself survives a power cut
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # once, at import: setting it later would race other threads
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -76,8 +81,8 @@ def _fsync_folder(folder: Path) -> None:
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete the temp files of writes a crash interrupted (``.NAME.XXXX.tmp``)."""
-    stale = [path for path in folder.glob(".*.tmp") if path.is_file()]
+    """Delete the temp files of checkpoint writes a crash interrupted."""
+    stale = [path for path in folder.glob(".*.safetensors.*.tmp") if path.is_file()]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale

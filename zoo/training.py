@@ -289,6 +289,7 @@ class Trainer:
             ):
                 if stop.requested:  # Ctrl-C: checkpoint here, at a step boundary
                     stop.restore()
+                    self._check_weights(modules, step)
                     self._save(modules, optimizers, order_state, device, epoch - 1, step)
                     self._interrupted(epoch, batches_done, step)
                 plugin.global_step = step
@@ -340,6 +341,7 @@ class Trainer:
                 **train_means,
                 **extra,
             }
+            self._check_weights(modules, step)
             if world.is_main:
                 append_jsonl(run.path / METRICS_FILE, record)
                 self._save(modules, optimizers, shuffle.get_state(), device, epoch, step)
@@ -416,6 +418,18 @@ class Trainer:
                 f"{key} became {value} at step {first if first is not None else step}; "
                 f"training stopped, the last good checkpoint in {self.run.path} is kept "
                 "(try a lower learning rate, or --on-nonfinite skip)"
+            )
+
+    def _check_weights(self, modules: torch.nn.ModuleDict, step: int) -> None:
+        """Never checkpoint broken weights: a non-finite gradient on an epoch's last update,
+        or a batch-norm statistic poisoned by a skipped update, leaves finite losses."""
+        tensors = [t for t in modules.state_dict().values() if t.is_floating_point()]
+        finite = bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+        if not distributed.all_ranks_agree(self.world, finite):
+            raise RunError(
+                f"the weights became non-finite by step {step}; training stopped and no "
+                f"checkpoint of them was written, the last good one in {self.run.path} is "
+                "kept (try a lower learning rate)"
             )
 
     def _restore(self, modules, optimizers, shuffle, device) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from zoo import html
+from zoo.errors import RunError
 from zoo.runs import CONFIG_FILE, RunRecord, read_run, write_atomic
 
 REPORT_FILE = "report.html"
@@ -64,12 +65,12 @@ def summarize(run_dir: str | Path) -> RunSummary:
     pictures = [
         Picture(path, name, _caption(name, captions))
         for path in sorted(record.path.rglob("*"), key=_natural)
-        if path.suffix.lower() in html.MIME and path.is_file()
+        if path.suffix.lower() in html.MIME and _own_file(path, record.path)
         for name in [path.relative_to(record.path).as_posix()]
     ]
     results = {}
     for path in sorted(record.path.glob("*.json")):
-        if path.name == CONFIG_FILE:
+        if path.name == CONFIG_FILE or not _own_file(path, record.path):
             continue
         try:
             results[path.stem] = _read_json(path)
@@ -82,8 +83,19 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
     """Write the run's report (default RUN/report.html); returns its path."""
     summary = summarize(run_dir)
     target = Path(output) if output else summary.record.path / REPORT_FILE
-    write_atomic(target, render(summary).encode("utf-8"))
+    try:
+        write_atomic(target, render(summary).encode("utf-8"))
+    except OSError as error:
+        raise RunError(f"cannot write {target}: {error.strerror or error}") from None
     return target
+
+
+def _own_file(path: Path, run_dir: Path) -> bool:
+    """A plain file inside the run folder: never a link to something elsewhere, whose
+    contents would be inlined into a page meant to be shared."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    return path.resolve().is_relative_to(run_dir.resolve())
 
 
 def render(summary: RunSummary) -> str:
@@ -93,7 +105,8 @@ def render(summary: RunSummary) -> str:
     if summary.history or _find(summary, "loss.png"):
         sections.append(("training", "Training", _training(summary)))
     for stem, value in summary.results.items():
-        sections.append((f"results-{stem}", f"Results: {stem}.json", html.json_block(value)))
+        anchor = "results-" + re.sub(r"[^A-Za-z0-9_-]", "-", stem)
+        sections.append((anchor, f"Results: {stem}.json", html.json_block(value)))
     grids = summary.epoch_grids
     animation = _find(summary, "animation.gif")
     if grids or animation:
@@ -155,7 +168,7 @@ def _caption(name: str, captions: Mapping[str, str]) -> str:
     for pattern, caption in captions.items():
         if fnmatch.fnmatch(name, pattern):
             numbers = re.findall(r"\d+", Path(name).stem)
-            return caption.format(n=int(numbers[-1])) if numbers and "{n}" in caption else caption
+            return caption.replace("{n}", str(int(numbers[-1]))) if numbers else caption
     return Path(name).stem.replace("_", " ")
 
 
@@ -179,5 +192,5 @@ def _read_json(path: Path) -> Any:
 
     try:
         return json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise ValueError(str(error)) from None
