@@ -22,18 +22,27 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+apt_install() {  # Debian packages, as root or through sudo
+    command -v apt-get >/dev/null || return 1
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -q && $SUDO apt-get install -y -q "$@"
+}
+
 if ! .venv/bin/python -c "from zoo.data import find_data_dir; find_data_dir()" 2>/dev/null; then
     echo "setup: Fashion-MNIST not found; installing Debian's dataset-fashion-mnist"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    if command -v apt-get >/dev/null; then
-        $SUDO apt-get update -q && $SUDO apt-get install -y -q dataset-fashion-mnist
-    fi
-    .venv/bin/python -c "from zoo.data import find_data_dir; print('setup: data in', find_data_dir())"
+    apt_install dataset-fashion-mnist || echo "setup: warning: apt could not install it"
+    .venv/bin/python -c "
+import sys
+from zoo.data import find_data_dir
+from zoo.errors import ZooError
+try:
+    print('setup: data in', find_data_dir())
+except ZooError as error:
+    sys.exit(f'setup: {error}')"
 fi
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null; then
     echo "setup: installing Debian's chromium for the browser tests of zoo report"
-    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-    { $SUDO apt-get update -q && $SUDO apt-get install -y -q chromium; } >/dev/null \
+    apt_install chromium >/dev/null \
         || echo "setup: warning: chromium could not be installed; browser tests will be skipped"
 fi
 echo "setup: ready"
