@@ -15,7 +15,16 @@ from zoo import config as configs
 from zoo.errors import RunError, ZooError
 from zoo.plugin import Plugin, TrainablePlugin
 from zoo.registry import PluginEntry, default_registry
-from zoo.runs import CONFIG_FILE, RunContext, RunRecord, new_run_dir, read_run, write_json
+from zoo.runs import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    RunContext,
+    RunRecord,
+    new_run_dir,
+    read_run,
+    write_json,
+)
 from zoo.settings import SETTING_NAMES, RunSettings
 
 
@@ -155,7 +164,7 @@ def _resumable_run(prepared: Prepared) -> Path:
     if settings.resume == "auto":
         folder = Path(settings.out)
         runs = sorted(
-            (p for p in folder.glob(f"{info.name}-*") if (p / "state.safetensors").is_file()),
+            (p for p in folder.glob(f"{info.name}-*") if (p / STATE_FILE).is_file()),
             key=lambda p: p.name,
         )
         if not runs:
@@ -168,35 +177,29 @@ def _resumable_run(prepared: Prepared) -> Path:
         raise configs.ConfigError(
             f"--resume {path}: that is a run of '{record.plugin}', not '{info.name}'"
         )
-    if not (path / "state.safetensors").is_file():
+    if not (path / STATE_FILE).is_file():
         raise RunError(f"--resume {path}: the run has no checkpoint yet; start it anew")
     from zoo.checkpoints import read_meta
 
-    done = int(read_meta(path, "state.safetensors").get("epoch", 0))
+    done = int(read_meta(path, STATE_FILE).get("epoch", 0))
     if settings.epochs <= done:
         raise configs.ConfigError(
             f"--resume {path}: it has trained {done} epochs already and --epochs counts the "
             f"total; ask for more than {done}"
         )
     if not settings.force:
-        now = {**configs.to_dict(prepared.config), **configs.to_dict(settings)}
+        asked = prepared.to_dict()
+        now = {**asked["config"], **asked["settings"]}  # tuples already lists, as in the file
         before = {**record.config, **record.settings}
         for key, value in now.items():
             old = before.get(key)
-            if key in RESUMABLE_CHANGES or _same(old, value):
+            if key in RESUMABLE_CHANGES or old == value:
                 continue
-            flag = "--" + key.replace("_", "-")
             raise configs.ConfigError(
-                f"--resume {path}: it was trained with {flag} {old!r}, this call asks for "
-                f"{value!r}; resume refused (repeat the run's value, or pass --force)"
+                f"--resume {path}: it was trained with {configs.flag(key)} {old!r}, this call "
+                f"asks for {value!r}; resume refused (repeat the run's value, or pass --force)"
             )
     return path.resolve()
-
-
-def _same(old: Any, new: Any) -> bool:
-    """config.json holds lists where configs hold tuples."""
-    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
-    return norm(old) == norm(new)
 
 
 def _remove_if_empty(path: Path) -> None:
@@ -300,7 +303,9 @@ def evaluate(
         )
     results = {**info, **compute(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
-    if (loaded.path / "report.html").is_file():
+    from zoo.run_report import REPORT_FILE
+
+    if (loaded.path / REPORT_FILE).is_file():
         _refresh_report(loaded.path)  # the report shows the new numbers
     return results
 
@@ -347,7 +352,7 @@ def _default_classifier(run_dir: Path) -> Path:
     folder = Path(run_dir).resolve().parent
     candidates = []
     for path in folder.iterdir():
-        if not (path / "model.safetensors").is_file():
+        if not (path / MODEL_FILE).is_file():
             continue
         try:
             plugin = get_plugin(read_run(path).plugin)
@@ -360,7 +365,7 @@ def _default_classifier(run_dir: Path) -> Path:
             f"no trained classifier run beside {run_dir} to measure samples with: run "
             f"`zoo run cnn --out {folder}` first, or pass --classifier RUN"
         )
-    return max(candidates, key=lambda p: (p / "model.safetensors").stat().st_mtime)
+    return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
 
 
 def sample(

@@ -86,11 +86,12 @@ def save_grid(images, path: Path, *, nrow: int, pixel_range: tuple[float, float]
         pad_value=1.0,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(_to_pil(grid), path)
+    save_image(to_pil(grid), path)
     return path
 
 
-def _to_pil(grid):
+def to_pil(grid):
+    """A (C, H, W) tensor in [0, 1] as a PIL image (gray for one channel)."""
     from PIL import Image
 
     array = (grid.mul(255).round().byte().permute(1, 2, 0)).numpy()

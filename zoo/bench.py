@@ -10,6 +10,7 @@ peak is bound by something other than arithmetic (Python, memory, small kernels)
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import statistics
 import sys
@@ -55,6 +56,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+@functools.cache  # one measurement per device and precision, however many rows a bench has
 def matmul_peak_gflops(device: torch.device, precision: str) -> float:
     """Best GFLOP/s of ten n x n matrix products in ``precision`` (fp32 or bf16): a peak
     is what the machine can do, so the fastest product counts, not a typical one. n
@@ -106,7 +108,7 @@ def bench(
     from zoo import data
     from zoo.training import apply_threads, channels_last_batch, setup_modules
 
-    if plugin.info.task == "attack" or not isinstance(plugin, TrainablePlugin):
+    if not isinstance(plugin, TrainablePlugin):
         raise ConfigError(f"plugin '{plugin.info.name}' trains nothing; zoo bench times training")
     apply_threads(settings.threads)
     torch.manual_seed(settings.seed)

@@ -21,10 +21,8 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from zoo.errors import CheckpointError
-from zoo.runs import write_atomic
+from zoo.runs import MODEL_FILE, STATE_FILE, write_atomic
 
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "state.safetensors"
 FORMAT = "zoo-checkpoint"
 FORMAT_VERSION = 1
 WEIGHTS_PREFIX = "model."  # weights inside the state file
@@ -56,7 +54,11 @@ def save(
         optimizer_meta[name] = {"param_groups": state["param_groups"], "plain": plain}
     state_header = {**header, "optimizers": optimizer_meta}
     write_atomic(run_dir / STATE_FILE, save_bytes(tensors, {"zoo": json.dumps(state_header)}))
-    write_atomic(run_dir / MODEL_FILE, save_bytes(weights, {"zoo": json.dumps(header)}))
+    _write_model(run_dir, weights, header)
+
+
+def _write_model(run_dir: Path, weights: Mapping[str, torch.Tensor], header: Mapping) -> None:
+    write_atomic(run_dir / MODEL_FILE, save_bytes(dict(weights), {"zoo": json.dumps(header)}))
 
 
 def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -67,7 +69,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         blob = path.read_bytes()
         tensors = load_bytes(blob)
-        header = _header(blob)
+        header = _header(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
     except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as error:
         raise CheckpointError(
             f"{path} is corrupt or truncated ({error}); re-train the run"
@@ -81,10 +83,9 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return tensors, header
 
 
-def _header(blob: bytes) -> dict[str, Any]:
-    """The ``zoo`` JSON metadata of a safetensors blob (its header is length-prefixed JSON)."""
-    size = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8 : 8 + size])
+def _header(raw: bytes) -> dict[str, Any]:
+    """The ``zoo`` metadata in a safetensors header (the JSON after its 8-byte length)."""
+    header = json.loads(raw)
     metadata = header.get("__metadata__") if isinstance(header, dict) else None
     if not isinstance(metadata, dict) or not isinstance(metadata.get("zoo"), str):
         return {}
@@ -102,7 +103,7 @@ def read_meta(run_dir: Path, file: str = MODEL_FILE) -> dict[str, Any]:
             size = int.from_bytes(handle.read(8), "little")
             if not 0 < size < 100_000_000:
                 raise ValueError(f"header size {size}")
-            return _header(size.to_bytes(8, "little") + handle.read(size))
+            return _header(handle.read(size))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: this run has no checkpoint") from None
     except (OSError, ValueError, UnicodeDecodeError) as error:
@@ -194,8 +195,7 @@ def _republish(run_dir: Path, weights: Mapping[str, torch.Tensor], header: Mappi
         model = {}
     if (model.get("epoch"), model.get("step")) == (header.get("epoch"), header.get("step")):
         return
-    plain = {k: v for k, v in header.items() if k != "optimizers"}
-    write_atomic(run_dir / MODEL_FILE, save_bytes(dict(weights), {"zoo": json.dumps(plain)}))
+    _write_model(run_dir, weights, {k: v for k, v in header.items() if k != "optimizers"})
 
 
 def load_state(

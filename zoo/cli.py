@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from zoo import api
-from zoo.config import FieldSpec, field_specs, read_toml
+from zoo.config import FieldSpec, field_specs, flag, read_toml
 from zoo.errors import ConfigError, RunError, ZooError
 from zoo.registry import Registry, use_registry
 from zoo.settings import RunSettings
@@ -43,10 +43,6 @@ class _ZooGroup(click.Group):
 def _fail(message: str, code: int) -> None:
     click.echo(f"zoo: error: {message}", err=True)
     sys.exit(code)
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _click_option(spec: FieldSpec, default: Any) -> click.Option:
@@ -98,7 +94,7 @@ def _run_command(entry) -> click.Command:
                 value = [part for part in parts if part] or None
             if value is not None:
                 values[key] = value
-        prepared = api.prepare(entry.name, values, label=_flag)
+        prepared = api.prepare(entry.name, values, label=flag)
         if dry_run:
             click.echo(json.dumps(prepared.to_dict(), indent=2))
             return
@@ -464,7 +460,7 @@ def bench(
             "threads": threads,
             "device": device,
         }
-        prepared = api.prepare(name, values, label=lambda key: "--" + key.replace("_", "-"))
+        prepared = api.prepare(name, values, label=flag)
         plugin = prepared.plugin(prepared.config)
         results.append(
             run_bench(

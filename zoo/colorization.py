@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from zoo.color_data import paint
 from zoo.data import CLASSES, Split
-from zoo.palette import TEST_COLORS, Palette, default_palette, parse_color
+from zoo.palette import Palette, default_palette, test_color_table
 from zoo.plugin import PluginInfo, TrainablePlugin
 
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ class ColorizerPlugin(TrainablePlugin):
             return None
         import torch
 
-        table = torch.tensor([parse_color(c) for c in TEST_COLORS], device=device)
-        return table[torch.arange(n, device=device) % len(TEST_COLORS)]
+        table = test_color_table(device)
+        return table[torch.arange(n, device=table.device) % len(table)]
 
     def evidence(self, split: Split, *, device, precision: str, batch_size: int):
         from zoo.colorization_metrics import ColorizationEvidence
@@ -96,15 +96,15 @@ class ColorizerPlugin(TrainablePlugin):
         from zoo.data import to_float
 
         rows = []
+        picks = [torch.nonzero(test.labels == k).flatten() for k in range(len(CLASSES))]
+        requested = self.evaluation_colors(len(CLASSES), self.device)
         for example in range(SHEET_EXAMPLES):
-            picks = [torch.nonzero(test.labels == k).flatten() for k in range(len(CLASSES))]
             present = [k for k, found in enumerate(picks) if len(found) > example]
             if not present:
                 break
             index = torch.stack([picks[k][example] for k in present])
             gray = to_float(test.images[index].to(self.device), self.pixel_range)
-            colors = self.evaluation_colors(len(CLASSES), self.device)
-            colors = None if colors is None else colors[present]
+            colors = None if requested is None else requested[present]
             with torch.no_grad():
                 output = self.colorize(gray, colors).float()
             target = self.targets(gray, test.labels[index].to(self.device), colors)
@@ -121,14 +121,6 @@ class GrayCopy(ColorizerPlugin):
     info = PluginInfo(
         name="gray-copy", task="colorize", summary="baseline: gray copied into R, G and B"
     )
-
-    def __init__(self, color_conditioned: bool = False) -> None:
-        super().__init__()
-        self._conditioned = color_conditioned
-
-    @property
-    def color_conditioned(self) -> bool:
-        return self._conditioned
 
     def colorize(self, gray, colors=None):
         return gray.expand(-1, 3, -1, -1)

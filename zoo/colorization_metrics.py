@@ -14,7 +14,7 @@ import torch
 from zoo.color_data import estimate_colors, nearest_color
 from zoo.data import CLASSES, iterate_batches
 from zoo.evaluation import Evidence, metric
-from zoo.palette import TEST_COLORS, parse_color
+from zoo.palette import test_color_table
 
 
 class ColorizationEvidence(Evidence):
@@ -78,8 +78,8 @@ def _color_accuracy(evidence: ColorizationEvidence) -> dict[str, Any]:
         candidates = evidence.plugin.palette.tensor(gray.device)
         wanted = labels
     else:
-        candidates = torch.tensor([parse_color(c) for c in TEST_COLORS], device=gray.device)
-        wanted = torch.arange(len(labels), device=gray.device) % len(TEST_COLORS)
+        candidates = test_color_table(gray.device)
+        wanted = torch.arange(len(labels), device=gray.device) % len(candidates)
     correct = (nearest_color(estimated, candidates) == wanted).float()
     per_class = {
         name: float(correct[labels == k].mean()) if bool((labels == k).any()) else float("nan")

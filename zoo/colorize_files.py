@@ -39,8 +39,9 @@ def colorize_files(
     import torch
     from PIL import Image
 
+    from zoo.artifacts import to_pil
     from zoo.data import to_float
-    from zoo.images import open_for_display, read_garment
+    from zoo.images import load_garment
 
     out = Path(out)
     taken = {Path(path).resolve() for path in paths}
@@ -53,8 +54,9 @@ def colorize_files(
     grays, originals, names, failures = [], [], [], []
     for path in paths:
         try:
-            grays.append(read_garment(path))
-            originals.append(open_for_display(path))
+            gray, original = load_garment(path)
+            grays.append(gray)
+            originals.append(original)
         except ZooError as error:
             failures.append((str(path), str(error)))
             continue
@@ -75,7 +77,7 @@ def colorize_files(
 
     outputs = []
     for name, image in zip(names, rgb, strict=True):
-        small = _to_pil(image)
+        small = to_pil(image)
         outputs.append(_save(small, out / f"{name}.png"))
         large = small.resize((THUMB * scale,) * 2, Image.Resampling.NEAREST)
         _save(large, out / f"{name}_x{scale}.png")
@@ -97,13 +99,6 @@ def _unique_name(path: Path, out: Path, scale: int, taken: set[Path]) -> str:
         name = f"{base}_{number}"
 
 
-def _to_pil(image):
-    from PIL import Image
-
-    array = image.mul(255).round().byte().permute(1, 2, 0).numpy()
-    return Image.fromarray(array)
-
-
 def _save(image, path: Path) -> Path:
     from zoo.artifacts import save_image
 
@@ -118,6 +113,8 @@ def _sheet(originals, grays, rgb, scale: int):
     """One row per image: the original (fitted), the 28x28 gray input, the result."""
     from PIL import Image, ImageOps
 
+    from zoo.artifacts import to_pil
+
     cell, gap = THUMB * scale, 4
     sheet = Image.new("RGB", (3 * cell + 4 * gap, len(grays) * (cell + gap) + gap), "white")
     for row, (original, gray, image) in enumerate(zip(originals, grays, rgb, strict=True)):
@@ -125,7 +122,7 @@ def _sheet(originals, grays, rgb, scale: int):
         fitted = ImageOps.pad(original, (cell, cell), color="white")
         sheet.paste(fitted, (gap, top))
         gray_image = Image.fromarray(gray.numpy()).convert("RGB")
-        for column, picture in ((1, gray_image), (2, _to_pil(image))):
+        for column, picture in ((1, gray_image), (2, to_pil(image))):
             enlarged = picture.resize((cell, cell), Image.Resampling.NEAREST)
             sheet.paste(enlarged, (column * (cell + gap) + gap, top))
     return sheet

@@ -87,7 +87,7 @@ class FieldSpec:
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        return flag(self.name)
 
     @property
     def type_name(self) -> str:
@@ -236,6 +236,11 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+
+
+def flag(name: str) -> str:
+    """The command-line flag of an option name: ``max_steps`` -> ``--max-steps``."""
+    return "--" + name.replace("_", "-")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from safetensors.torch import save as save_bytes
 
 from zoo.data import CLASSES, Split, iterate_batches
 from zoo.evaluation import metric
-from zoo.runs import write_atomic
+from zoo.runs import MODEL_FILE, write_atomic
 
 STATS_DIR = "feature_stats"
 
@@ -152,7 +152,7 @@ class GenerativeEvidence:
         return stats
 
     def _digest(self) -> str:
-        checkpoint = self.classifier.path / "model.safetensors"
+        checkpoint = self.classifier.path / MODEL_FILE
         return hashlib.sha256(checkpoint.read_bytes()).hexdigest()
 
     def _cache_path(self) -> Path:

@@ -101,7 +101,13 @@ def is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: bool = False) -> str:
+def table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    sortable: bool = False,
+    attributes: Mapping[str, str] | None = None,
+) -> str:
     """An HTML table; numbers right-aligned and rounded, cells given as HTML if they are
     ``Markup``, escaped otherwise."""
     kind = ' class="sortable"' if sortable else ""
@@ -120,7 +126,8 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, sortable: boo
             else:
                 cells.append(f"<td>{escape(MISSING if cell is None else cell)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<div class="scroll"><table>{head}<tbody>{"".join(body)}</tbody></table></div>'
+    extra = "".join(f' {name}="{escape(value)}"' for name, value in (attributes or {}).items())
+    return f'<div class="scroll"><table{extra}>{head}<tbody>{"".join(body)}</tbody></table></div>'
 
 
 class Markup(str):

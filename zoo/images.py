@@ -33,28 +33,35 @@ TRIM_TOLERANCE = 0.05 * 255
 def read_garment(path: str | os.PathLike) -> torch.Tensor:
     """uint8 (28, 28) tensor, Fashion-MNIST style, from an image file; DataError if the
     file is missing, not an image or damaged."""
-    path = Path(path)
-    image = _open(path)
-    try:
-        return to_fashion_mnist(image)
-    except (OSError, ValueError) as error:  # e.g. broken EXIF data, odd modes
-        raise DataError(f"{path}: cannot convert this image ({error})") from None
+    return _converted(Path(path), _open(Path(path)), to_fashion_mnist)
 
 
 def open_for_display(path: str | os.PathLike) -> Image.Image:
     """The image as a person sees it: EXIF rotation applied, transparency on white, RGB."""
-    from PIL import Image, ImageOps
+    return _converted(Path(path), _open(Path(path)), _for_display)
 
+
+def load_garment(path: str | os.PathLike) -> tuple[torch.Tensor, Image.Image]:
+    """:func:`read_garment` and :func:`open_for_display` of one file, read once."""
     path = Path(path)
     image = _open(path)
+    return _converted(path, image, to_fashion_mnist), _converted(path, image, _for_display)
+
+
+def _converted(path: Path, image: Image.Image, convert):
     try:
-        image = ImageOps.exif_transpose(image)
-        if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
-            return _flatten_to_gray(image).convert("RGB")
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
-    except (OSError, ValueError) as error:
+        return convert(image)
+    except (OSError, ValueError) as error:  # e.g. broken EXIF data, odd modes
         raise DataError(f"{path}: cannot convert this image ({error})") from None
+
+
+def _for_display(image: Image.Image) -> Image.Image:
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode not in ("RGB", "RGBA", "L", "LA", "P", "PA"):
+        return _flatten_to_gray(image).convert("RGB")
+    return _on_white(image).convert("RGB")
 
 
 def _open(path: Path) -> Image.Image:
@@ -110,12 +117,9 @@ def to_fashion_mnist(image: Image.Image) -> torch.Tensor:
 
 
 def _flatten_to_gray(image: Image.Image) -> Image.Image:
-    from PIL import Image
 
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
+        image = _on_white(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit and float images
         import numpy as np
 
@@ -124,6 +128,14 @@ def _flatten_to_gray(image: Image.Image) -> Image.Image:
         array = (array - array.min()) / span * 255 if span else np.zeros_like(array)
         return _from_array(array)
     return image.convert("L")
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """RGBA composited onto an opaque white background."""
+    from PIL import Image
+
+    rgba = image.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
 
 
 def _from_array(array) -> Image.Image:

@@ -13,6 +13,7 @@ import os
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -67,6 +68,17 @@ class Row:
     metrics: dict[str, float]
     preview: Picture | None
 
+    def value(self, column: str) -> Any:
+        """The cell of ``column``: one of FIXED, else a metric (None where missing)."""
+        fixed = {
+            "run": self.summary.name,
+            "plugin": self.summary.record.plugin,
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "s/epoch": self.seconds_per_epoch,
+        }
+        return fixed[column] if column in fixed else self.metrics.get(column)
+
 
 def make_row(summary: RunSummary) -> Row:
     history = summary.history
@@ -91,8 +103,8 @@ def make_row(summary: RunSummary) -> Row:
 
 
 def _preview(summary: RunSummary) -> Picture | None:
-    if summary.epoch_grids:
-        return summary.epoch_grids[-1]
+    if grids := summary.epoch_grids:
+        return grids[-1]
     named = {p.name: p for p in summary.pictures}
     for name in ("confusion_matrix.png", "robustness.png"):
         if name in named:
@@ -108,14 +120,9 @@ def metric_columns(rows: Sequence[Row]) -> list[str]:
 def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:
     """By a column, ascending ('-name': descending); runs without the number go last."""
     name, descending = sort.lstrip("-"), sort.startswith("-")
-    fixed = {
-        "run": lambda r: r.summary.name,
-        "plugin": lambda r: r.summary.record.plugin,
-        "epochs": lambda r: r.epochs,
-        "steps": lambda r: r.steps,
-        "s/epoch": lambda r: r.seconds_per_epoch,
-    }
-    value = fixed.get(name, lambda r: r.metrics.get(name))
+
+    def value(row: Row) -> Any:
+        return row.value(name)
 
     def usable(row: Row) -> bool:  # NaN and inf sort last, with the missing
         v = value(row)
@@ -132,14 +139,7 @@ def to_markdown(rows: Sequence[Row]) -> str:
         "|" + "---|" * (len(FIXED) + len(columns)),
     ]
     for row in rows:
-        cells = [
-            row.summary.name,
-            row.summary.record.plugin,
-            row.epochs,
-            row.steps,
-            row.seconds_per_epoch,
-            *[row.metrics.get(c) for c in columns],
-        ]
+        cells = [row.value(column) for column in FIXED + columns]
         lines.append(
             "| " + " | ".join(html.MISSING if c is None else html.number(c) for c in cells) + " |"
         )
@@ -162,20 +162,10 @@ def to_html(rows: Sequence[Row], *, relative_to: Path, sort: str | None = None) 
                 f'<img class="thumb" src="{html.data_uri(row.preview.path)}" '
                 f'alt="{html.escape(row.preview.caption)}">'
             )
-        body.append(
-            [
-                Markup(name),
-                row.summary.record.plugin,
-                row.epochs,
-                row.steps,
-                row.seconds_per_epoch,
-                *[row.metrics.get(c) for c in columns],
-                preview,
-            ]
-        )
-    table = html.table([*FIXED, *columns, "preview"], body, sortable=True)
-    if sort:
-        table = table.replace("<table>", f'<table data-sort="{html.escape(sort)}">', 1)
+        cells = [row.value(column) for column in FIXED[1:] + columns]
+        body.append([Markup(name), *cells, preview])
+    attributes = {"data-sort": sort} if sort else {}
+    table = html.table([*FIXED, *columns, "preview"], body, sortable=True, attributes=attributes)
     hint = '<p class="muted">Click a column to sort by it; click again to reverse.</p>'
     subtitle = f"{len(rows)} runs"
     return html.page("zoo leaderboard", subtitle, [("leaderboard", "Leaderboard", hint + table)],

@@ -104,13 +104,23 @@ class Palette:
         return cls(tuple(colors), tuple(by_index[i] for i in range(len(CLASSES))))
 
     def tensor(self, device=None):
-        """(10, 3) float tensor of the class colours."""
-        import torch
-
-        return torch.tensor(self.colors, dtype=torch.float32, device=device)
+        """(10, 3) float tensor of the class colours (made once per device: read-only)."""
+        return _color_table(self.colors, str(device or "cpu"))
 
     def to_mapping(self) -> dict[str, str]:
         return dict(zip(CLASSES, self.names, strict=True))
+
+
+@functools.cache
+def _color_table(colors: tuple[tuple[float, float, float], ...], device: str):
+    import torch
+
+    return torch.tensor(colors, dtype=torch.float32, device=device)
+
+
+def test_color_table(device=None):
+    """(len(TEST_COLORS), 3) tensor of the colours requested of test image i, in turn."""
+    return _color_table(tuple(parse_color(c) for c in TEST_COLORS), str(device or "cpu"))
 
 
 @functools.cache

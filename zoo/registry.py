@@ -339,9 +339,13 @@ def _registry_file_sources(path: Path, kind: str) -> Iterable[_Source]:
         yield _Source(kind, module, lambda module=module: _import_local(module, folder))
 
 
-def _inside(spec: importlib.machinery.ModuleSpec, folder: Path) -> bool:
-    places = [spec.origin, *(spec.submodule_search_locations or [])]
+def _inside(places: Iterable[str | None], folder: Path) -> bool:
+    """Whether any of a module's file or package folders lies in ``folder``."""
     return any(p and Path(p).resolve().is_relative_to(folder) for p in places)
+
+
+def _shadows(top: str) -> ImportError:
+    return ImportError(f"local module '{top}' has the name of an installed one; rename it")
 
 
 def _import_local(module: str, folder: Path) -> ModuleType:
@@ -358,15 +362,16 @@ def _import_local(module: str, folder: Path) -> ModuleType:
     loaded = sys.modules.get(top)
     if loaded is not None:
         places = [getattr(loaded, "__file__", None), *getattr(loaded, "__path__", [])]
-        if not any(place and Path(place).resolve().is_relative_to(folder) for place in places):
-            raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
+        if not _inside(places, folder):
+            raise _shadows(top)
         return importlib.import_module(module)
     try:  # every finder, editable installs' too; the folder itself is last on the path
         first = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         first = None
-    if top in sys.stdlib_module_names or (first is not None and not _inside(first, folder)):
-        raise ImportError(f"local module '{top}' has the name of an installed one; rename it")
+    places = [] if first is None else [first.origin, *(first.submodule_search_locations or [])]
+    if top in sys.stdlib_module_names or (first is not None and not _inside(places, folder)):
+        raise _shadows(top)
     loaded = importlib.util.module_from_spec(spec)
     sys.modules[top] = loaded
     try:

@@ -23,6 +23,8 @@ from zoo.errors import RunError
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 LOSSES_FILE = "losses.jsonl"
+MODEL_FILE = "model.safetensors"  # the weights: what eval and sample load
+STATE_FILE = "state.safetensors"  # everything resuming needs, the weights included
 
 
 def new_run_dir(out: str | os.PathLike, plugin_name: str) -> Path:

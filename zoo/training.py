@@ -120,33 +120,50 @@ class _Window:
     Each key has its own weight: a GAN's generator loss exists only on the steps where
     the generator is updated (every n_critic steps for WGAN). The step of the first
     non-finite loss is tracked on the device too, so a stop names the exact step.
-    Under ``--on-nonfinite skip`` non-finite losses are left out, and the plugin's update
-    counters at the window's start tell whether any update in it was usable.
+    Under ``--on-nonfinite skip`` non-finite losses weigh nothing, and the plugin's
+    update counters at the window's start tell whether any update in it was usable.
+    Steps go into a log window; each log window is absorbed into its epoch's window.
     """
 
     def __init__(self, plugin: TrainablePlugin) -> None:
         self.drop_nonfinite = plugin.skip_nonfinite
         self.skipped_before, self.applied_before = plugin.skipped_updates, plugin.applied_updates
         self.sums: dict[str, torch.Tensor] = {}
-        self.weights: dict[str, int] = {}
+        self.weights: dict[str, torch.Tensor | int] = {}
         self.first_bad: torch.Tensor | None = None
-        self.steps: list[int] = []
+        self.first_step: int | None = None
 
     def add(self, losses: Mapping[str, torch.Tensor], weight: int, step: int) -> None:
-        self.steps.append(step)
+        if self.first_step is None:
+            self.first_step = step
         for key, value in losses.items():
             value = torch.as_tensor(value).detach().float()
+            finite = torch.isfinite(value)
             if self.drop_nonfinite:
-                if not bool(torch.isfinite(value).all()):
-                    continue
+                self._accumulate(key, torch.where(finite, value * weight, 0.0), finite * weight)
             else:
-                bad = torch.where(torch.isfinite(value), _NEVER, step)
-                self.first_bad = bad if self.first_bad is None else self.first_bad.minimum(bad)
-            self.sums[key] = self.sums[key] + value * weight if key in self.sums else value * weight
-            self.weights[key] = self.weights.get(key, 0) + weight
+                self._mark_bad(torch.where(finite, _NEVER, step))
+                self._accumulate(key, value * weight, weight)
+
+    def absorb(self, other: _Window) -> None:
+        """Add a finished log window's sums into this (epoch) window."""
+        if self.first_step is None:
+            self.first_step = other.first_step
+        for key, total in other.sums.items():
+            self._accumulate(key, total, other.weights[key])
+        if other.first_bad is not None:
+            self._mark_bad(other.first_bad)
+
+    def _accumulate(self, key: str, total: torch.Tensor, weight: torch.Tensor | int) -> None:
+        self.sums[key] = self.sums[key] + total if key in self.sums else total
+        self.weights[key] = self.weights[key] + weight if key in self.weights else weight
+
+    def _mark_bad(self, steps: torch.Tensor) -> None:
+        self.first_bad = steps if self.first_bad is None else self.first_bad.minimum(steps)
 
     def means(self) -> dict[str, float]:
-        return {k: float(v) / self.weights[k] for k, v in self.sums.items()}
+        weights = {k: float(w) for k, w in self.weights.items()}
+        return {k: float(v) / weights[k] for k, v in self.sums.items() if weights[k] > 0}
 
     def first_bad_step(self) -> int | None:
         if self.first_bad is None or int(self.first_bad) == _NEVER:
@@ -272,12 +289,8 @@ class Trainer:
                 break
             modules.train()
             epoch_window, log_window = _Window(plugin), _Window(plugin)
-            epoch_start, epoch_images, skipped_before = (
-                time.perf_counter(),
-                0,
-                plugin.skipped_updates,
-            )
-            order_state, batches_done = shuffle.get_state(), skip
+            epoch_start, epoch_images = time.perf_counter(), 0
+            order_state = shuffle.get_state()
             for batch in iterate_batches(
                 train,
                 settings.batch_size,
@@ -291,7 +304,7 @@ class Trainer:
                     stop.restore()
                     self._check_weights(modules, step)
                     self._save(modules, optimizers, order_state, device, epoch - 1, step)
-                    self._interrupted(epoch, batches_done, step)
+                    self._interrupted(epoch, step)
                 plugin.global_step = step
                 plugin.modules = replicas
                 if settings.channels_last:
@@ -300,9 +313,7 @@ class Trainer:
                     losses = plugin.train_step(batch)
                 plugin.modules = modules
                 step += 1
-                batches_done += 1
                 epoch_images += len(batch) * world.size
-                epoch_window.add(losses, len(batch), step)
                 log_window.add(losses, len(batch), step)
                 bar.update(1)
                 if step % LOG_EVERY == 0 or step == total_steps:
@@ -311,15 +322,19 @@ class Trainer:
                     if world.is_main:
                         append_jsonl(run.path / LOSSES_FILE, {"step": step, **means})
                     bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
+                    epoch_window.absorb(log_window)
                     log_window = _Window(plugin)
                 if step >= total_steps:
                     break
             skip = 0
             seconds = time.perf_counter() - epoch_start
+            epoch_window.absorb(log_window)  # the steps since the last log line
             train_means = epoch_window.means()
             self._check_finite(epoch_window, train_means, step)
             if plugin.skip_nonfinite:
-                train_means["skipped_updates"] = plugin.skipped_updates - skipped_before
+                train_means["skipped_updates"] = (
+                    plugin.skipped_updates - epoch_window.skipped_before
+                )
                 if train_means["skipped_updates"]:
                     self._say(
                         f"zoo: warning: epoch {epoch} skipped {train_means['skipped_updates']} "
@@ -403,9 +418,9 @@ class Trainer:
         plugin = self.plugin
         skipped = plugin.skipped_updates - window.skipped_before
         if skipped and plugin.applied_updates == window.applied_before:
-            first, last = window.steps[0], window.steps[-1]
             raise RunError(
-                f"every update of steps {first}-{last} had a non-finite loss and was skipped; "
+                f"every update of steps {window.first_step}-{step} had a non-finite loss and "
+                "was skipped; "
                 f"training stopped, the last good checkpoint in {self.run.path} is kept "
                 "(try a lower learning rate)"
             )
@@ -452,7 +467,7 @@ class Trainer:
             truncate_jsonl(self.run.path / LOSSES_FILE, lambda r: r.get("step", 0) <= step)
         return epoch + 1, step, max(skip, 0)
 
-    def _interrupted(self, epoch: int, batches: int, step: int) -> None:
+    def _interrupted(self, epoch: int, step: int) -> None:
         name, path = self.plugin.info.name, self.run.path
         raise Interrupted(
             f"interrupted in epoch {epoch} after step {step}; checkpoint saved, continue with "
