@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
 from zoo.devices import bf16_is_fast, resolve_precision
+from zoo.training import setup_modules
 
 QUICK = ("--steps", "3", "--windows", "3", "--warmup", "1")
 
@@ -93,6 +94,11 @@ def test_channels_last_changes_the_layout_not_the_result(tmp_path):
     fast = zoo.run("cnn", dropout=0.0, out=str(tmp_path), **SMALL)
     # channels-last is the cnn's default: faster on this CPU (RESULTS.md)
     assert json.loads((fast.path / "config.json").read_text())["settings"]["channels_last"]
+    settings = zoo.api.prepare("cnn", {}).settings  # ... and the trainer lays the weights out so
+    cnn = zoo.get_plugin("cnn")(zoo.get_plugin("cnn").Config())
+    conv = next(m for m in setup_modules(cnn, torch.device("cpu"), settings).modules()
+                if isinstance(m, torch.nn.Conv2d))  # fmt: skip
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     for key, value in _weights(plain).items():
         assert torch.allclose(value, _weights(fast)[key], atol=1e-5), key
 
@@ -101,15 +107,20 @@ def test_compile_changes_the_speed_not_the_result(tmp_path):
     plain = _weights(zoo.run("dense", out=str(tmp_path), **SMALL))
     compiled = _weights(zoo.run("dense", compile=True, out=str(tmp_path), **SMALL))
     assert plain.keys() == compiled.keys()  # no _orig_mod prefixes in checkpoints
+    settings = zoo.api.prepare("dense", {"compile": True}).settings
+    dense = zoo.get_plugin("dense")(zoo.get_plugin("dense").Config())
+    modules = setup_modules(dense, torch.device("cpu"), settings)
+    assert all(getattr(m, "_compiled_call_impl", None) for m in modules.values())  # compiled
     for key, value in plain.items():
         assert torch.allclose(value, compiled[key], atol=1e-5), key
 
 
 def test_threads_setting_is_applied(tmp_path):
     before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2  # differs from what torch had, so the test can fail
     try:
-        zoo.run("dense", threads=1, out=str(tmp_path), **SMALL)
-        assert torch.get_num_threads() == 1
+        zoo.run("dense", threads=wanted, out=str(tmp_path), **SMALL)
+        assert torch.get_num_threads() == wanted
     finally:
         torch.set_num_threads(before)
 
@@ -120,3 +131,15 @@ def test_auto_precision_follows_the_cpus_bf16_support():
     cpu = torch.device("cpu")
     assert bf16_is_fast(cpu) == fast  # torch's check agrees with the kernel's CPU flags
     assert resolve_precision("auto", cpu) == ("bf16" if fast else "fp32")
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16", "expected"), [
+    (True, False, "bf16"), (False, True, "bf16"), (False, False, "fp32"),
+])  # fmt: skip
+def test_auto_precision_picks_bf16_exactly_where_a_cpu_has_it(
+    monkeypatch, amx, avx512_bf16, expected
+):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # explicit wins

@@ -230,9 +230,22 @@ def test_colorize_never_overwrites_its_inputs(palette_run, test_split, tmp_path)
 
 def test_epoch_sheet_of_a_small_test_split_leaves_missing_classes_blank(palette_run, tmp_path):
     plugin = zoo.load(palette_run.path).plugin
-    plugin.save_sheet(data.load().test.head(12), tmp_path / "sheet.png")
+    split = data.load().test.head(12)
+    plugin.save_sheet(split, tmp_path / "sheet.png")
     sheet = Image.open(tmp_path / "sheet.png")
     assert sheet.size == (10 * 30 + 2, 6 * 30 + 2)
+    pixels = np.asarray(sheet.convert("L"))
+
+    def tile(row: int, column: int):
+        return pixels[2 + 30 * row : 30 * row + 30, 2 + 30 * column : 30 * column + 30]
+
+    present = set(split.labels.tolist())
+    missing = set(range(10)) - present
+    assert missing and present
+    for column in missing:  # a class with no test image: every row of its column blank
+        assert all(tile(row, column).max() == 0 for row in range(6)), column
+    for column in present:  # its first example's gray input is drawn
+        assert tile(0, column).max() > 0, column
 
 
 def test_colour_mode_paints_the_requested_colour_and_reports_it(color_run, test_split, tmp_path):

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_cli import invoke
+from zoo import checkpoints
 from zoo.plugin import TrainPlan
 from zoo.runs import read_jsonl
 
@@ -54,6 +55,11 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint(registry,
     assert all(torch.isfinite(value).all() for value in weights.values())
     resumed = invoke("run", "dense", "--resume", str(run), "--epochs", "3", *OPTIONS)
     assert "run of 'poisoned'" in resumed.output  # the checkpoint is intact and typed
+    plugin = registry.get("poisoned")(registry.get("poisoned").Config())
+    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
+    plugin.plan = TrainPlan(1, 1, 1)
+    _, header = checkpoints.resume(run, plugin.modules, plugin.configure_optimizers(), "poisoned")
+    assert (header["epoch"], header["step"]) == (1, 8)  # the epoch before the NaN, loadable
 
 
 def test_weights_broken_without_a_non_finite_loss_are_never_checkpointed(registry, tmp_path):
