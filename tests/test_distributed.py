@@ -49,3 +49,11 @@ def test_a_plugin_that_trains_nothing_is_refused_under_torchrun(tmp_path):
     result = torchrun("fgsm", "--target", str(tmp_path), cwd=tmp_path)
     assert result.returncode != 0
     assert "run it without torchrun" in result.stderr
+
+
+def test_skipping_non_finite_updates_is_refused_under_torchrun(tmp_path):
+    result = torchrun("dense", "--on-nonfinite", "skip", "--max-steps", "2", "--train-size",
+                      "256", "--out", str(tmp_path), cwd=tmp_path)  # fmt: skip
+    assert result.returncode != 0
+    assert "--on-nonfinite skip works in one process only" in result.stderr
+    assert not list(tmp_path.rglob("*.safetensors"))

@@ -197,7 +197,7 @@ def test_random_cli_values_are_a_run_configuration_or_one_line(plugin, data):
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--lr", "nan"], "--lr"),
+        (["--lr", "nan"], "--lr: must be a finite number"),
         (["--lr", "-1"], "--lr"),
         (["--batch-size", "0"], "--batch-size"),
         (["--epochs", "1e9"], "--epochs"),

@@ -153,3 +153,30 @@ def test_ctrl_c_saves_at_a_step_boundary_and_resuming_matches_an_uninterrupted_r
     for key, value in expected.items():
         assert torch.equal(value, got[key]), key
     assert os.path.exists(run / "eval.json")
+
+
+def test_resuming_brings_a_model_file_one_checkpoint_behind_up_to_the_state(
+    dense_one_epoch, tmp_path
+):
+    """A crash between the state and the model writes leaves the model one epoch behind;
+    restoring from the state rewrites it."""
+    from zoo import checkpoints
+    from zoo.plugin import TrainPlan
+
+    behind = tmp_path / "behind.safetensors"
+    shutil.copy(dense_one_epoch.path / "model.safetensors", behind)
+    two = invoke("run", "dense", "--resume", str(dense_one_epoch.path), "--epochs", "2",
+                 *DENSE_OPTIONS)  # fmt: skip
+    assert two.exit_code == 0, two.output
+    shutil.copy(behind, dense_one_epoch.path / "model.safetensors")  # epoch 1 again
+    assert checkpoints.read_meta(dense_one_epoch.path)["epoch"] == 1
+    dense = zoo.get_plugin("dense")
+    plugin = dense(dense.Config())
+    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
+    plugin.plan = TrainPlan(1, 1, 1)
+    checkpoints.resume(dense_one_epoch.path, plugin.modules, plugin.configure_optimizers(),
+                       "dense")  # fmt: skip
+    assert checkpoints.read_meta(dense_one_epoch.path)["epoch"] == 2
+    state = load_file(str(dense_one_epoch.path / "state.safetensors"))
+    for key, value in load_file(str(dense_one_epoch.path / "model.safetensors")).items():
+        assert torch.equal(state[f"model.{key}"], value), key
