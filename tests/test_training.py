@@ -13,6 +13,7 @@ from tests.conftest import SMALL
 from zoo import checkpoints
 from zoo.data import CLASSES, to_float
 from zoo.data import load as load_data
+from zoo.runs import RunContext, new_run_dir, write_json
 
 
 def _without_timing(history):
@@ -90,8 +91,33 @@ def test_loaded_model_predicts_like_the_evaluator(dense_run):
     test = load_data().test.head(SMALL["test_size"])
     with torch.no_grad():
         logits = loaded.predict(to_float(test.images, loaded.plugin.pixel_range))
-    accuracy = (logits.argmax(1) == test.labels).float().mean().item()
-    assert accuracy == pytest.approx(dense_run.history[-1]["test_accuracy"], abs=1e-6)
+    accuracy = int((logits.argmax(1) == test.labels).sum()) / len(test)
+    assert accuracy == dense_run.history[-1]["test_accuracy"]
+
+
+def test_a_run_trained_in_bf16_is_evaluated_in_fp32_everywhere(tmp_path, monkeypatch):
+    """As a CPU with AMX takes it: 'auto' trains in bf16, config.json says so, and the
+    trainer's per-epoch and final numbers, zoo eval and load().predict agree exactly."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    options = {"max_steps": 8, "train_size": 256, "test_size": 300, "seed": 2, "progress": False}
+    bf16 = zoo.run("dense", out=str(tmp_path / "auto"), **options)
+    config = json.loads((bf16.path / "config.json").read_text())
+    assert config["settings"]["precision"] == "auto" and config["resolved"]["precision"] == "bf16"
+    fp32 = zoo.run("dense", precision="fp32", out=str(tmp_path / "fp32"), **options)
+    first, second = (load_file(str(r.path / "model.safetensors")) for r in (bf16, fp32))
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # bf16 really trained
+
+    recorded = bf16.history[-1]["test_accuracy"]
+    assert json.loads((bf16.path / "eval.json").read_text())["accuracy"] == recorded
+    assert zoo.evaluate(bf16.path)["accuracy"] == recorded
+    loaded, test = zoo.load(bf16.path), load_data().test.head(300)
+    images = to_float(test.images, loaded.plugin.pixel_range)
+    with torch.no_grad():
+        logits = loaded.predict(images)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits_bf16 = loaded.predict(images).float()
+    assert int((logits.argmax(1) == test.labels).sum()) / len(test) == recorded
+    assert not torch.equal(logits, logits_bf16)  # so fp32 everywhere is what makes them agree
 
 
 def test_cnn_matches_the_paper_architecture():
@@ -103,14 +129,23 @@ def test_cnn_matches_the_paper_architecture():
     assert sum(p.numel() for p in dense.parameters()) == 784 * 128 + 128 + 128 * 10 + 10
 
 
-def test_training_state_round_trips_through_state_safetensors(dense_run):
-    """What resuming will need: optimizer moments and RNG states come back bit for bit."""
-    plugin = zoo.load(dense_run.path).plugin
-    restored = dict(plugin.configure_optimizers())
-    rng, header = checkpoints.load_state(dense_run.path, restored)
-    assert header["step"] == dense_run.history[-1]["step"]
-    assert rng["torch"].dtype == torch.uint8 and "shuffle" in rng
-    state = restored["net"].state_dict()["state"]
-    assert len(state) == 4  # two weights, two biases
-    assert all(float(s["step"]) == header["step"] for s in state.values())
-    assert all(s["exp_avg_sq"].abs().sum() > 0 for s in state.values())
+def test_training_state_round_trips_through_state_safetensors(tmp_path):
+    """What resuming needs: the trainer's optimizer state in memory at the last checkpoint
+    comes back from state.safetensors bit for bit, every tensor and every setting."""
+    prepared = zoo.api.prepare("dense", {"epochs": 2, "seed": 3, "out": str(tmp_path), **SMALL})
+    run = new_run_dir(tmp_path, "dense")
+    write_json(run / "config.json", prepared.to_dict())
+    trained = prepared.plugin(prepared.config)
+    trained.execute(RunContext(run, "dense", prepared.settings))  # checkpoints at the end
+
+    fresh = zoo.load(run).plugin
+    restored = dict(fresh.configure_optimizers())
+    rng, header = checkpoints.load_state(run, restored)
+    assert header["step"] == 2 * 63 and rng["torch"].dtype == torch.uint8 and "shuffle" in rng
+    before, after = trained.optimizers["net"].state_dict(), restored["net"].state_dict()
+    assert before["param_groups"] == after["param_groups"]  # lr (cosine-decayed), betas, eps
+    assert before["state"].keys() == after["state"].keys() and len(after["state"]) == 4
+    for index, moments in before["state"].items():
+        assert moments.keys() == after["state"][index].keys()
+        for name, value in moments.items():
+            assert torch.equal(value, after["state"][index][name]), (index, name)

@@ -206,6 +206,16 @@ def load_state(
     return _load_optimizers(run_dir / STATE_FILE, tensors, header, optimizers), header
 
 
+def _with_tuples(saved: list[dict], current: list[dict]) -> list[dict]:
+    """JSON turned the tuples of the saved groups (Adam's betas) into lists: give them
+    back the type the optimizer's own groups have, so the state is restored exactly."""
+    return [
+        {k: tuple(v) if isinstance(now.get(k), tuple) and isinstance(v, list) else v
+         for k, v in group.items()}
+        for group, now in zip(saved, current, strict=False)
+    ] + saved[len(current):]  # fmt: skip
+
+
 def _load_optimizers(
     path: Path,
     tensors: Mapping[str, torch.Tensor],
@@ -225,8 +235,9 @@ def _load_optimizers(
                 state.setdefault(int(param_id), {})[field] = value
         for param_id, values in saved[name]["plain"].items():
             state.setdefault(int(param_id), {}).update(values)
+        groups = _with_tuples(saved[name]["param_groups"], optimizer.param_groups)
         try:
-            optimizer.load_state_dict({"state": state, "param_groups": saved[name]["param_groups"]})
+            optimizer.load_state_dict({"state": state, "param_groups": groups})
         except (ValueError, KeyError, RuntimeError) as error:
             raise CheckpointError(
                 f"{path}: the state of optimizer '{name}' does not fit this run ({error})"
