@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import zoo
 from tests.conftest import SMALL
@@ -105,11 +106,22 @@ def test_fgsm_run_writes_curves_and_eps0_equals_eval(dense_run, tmp_path):
     assert result.metrics["dense/standard@0"] == clean
 
 
-def test_adversarial_training_runs_and_is_recorded(tmp_path):
-    result = zoo.run("cnn", max_steps=5, adversarial_eps=0.1, out=str(tmp_path), **SMALL)
-    config = json.loads((result.path / "config.json").read_text())
+def test_adversarial_training_changes_training_and_is_recorded(tmp_path):
+    # no dropout: the extra forward passes would otherwise change the dropout masks alone
+    options = {"dropout": 0.0, "seed": 1, "precision": "fp32", **SMALL}
+
+    def train(eps: float, steps: int) -> zoo.RunResult:
+        out = tmp_path / f"{eps}-{steps}"
+        return zoo.run("cnn", max_steps=steps, adversarial_eps=eps, out=str(out), **options)
+
+    clean, hardened = train(0.0, 1), train(0.1, 1)
+    config = json.loads((hardened.path / "config.json").read_text())
     assert config["config"]["adversarial_eps"] == 0.1
-    assert result.metrics["loss"] > 0
+    # the first step starts from the same weights: its loss is half clean, half adversarial,
+    # and FGSM copies cost more than the clean images
+    assert hardened.metrics["loss"] > clean.metrics["loss"]
+    first, second = (load_file(str(r.path / "model.safetensors")) for r in (clean, hardened))
+    assert not all(torch.equal(first[k], second[k]) for k in first)  # it changes the updates
 
 
 def test_bad_attack_input(dense_run, tmp_path):

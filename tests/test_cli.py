@@ -45,10 +45,10 @@ def test_list_table_and_json():
     rows = json.loads(invoke("list", "--task", "classify", "--json").stdout)
     assert {r["name"] for r in rows} >= {"dense", "cnn"}
     assert all(r["task"] == "classify" for r in rows)
-    assert json.loads(invoke("list", "--task", "attack", "--json").stdout) == [] or all(
-        r["task"] == "attack"
-        for r in json.loads(invoke("list", "--task", "attack", "--json").stdout)
-    )
+    attacks = json.loads(invoke("list", "--task", "attack", "--json").stdout)
+    assert [(r["name"], r["task"]) for r in attacks] == [("fgsm", "attack")]
+    table_rows = {line.split()[0]: line.split()[1] for line in table.stdout.splitlines()[1:]}
+    assert table_rows["fgsm"] == "attack" and table_rows["cnn"] == "classify"
 
 
 def test_info_shows_every_hyperparameter_with_type_default_and_help():
@@ -215,6 +215,8 @@ def test_eval_of_damaged_runs(dense_run, tmp_path):
 
     weights.unlink()  # a crash inside the first checkpoint: the state file's weights serve
     assert invoke("eval", str(run)).exit_code == 0
+    from_state = json.loads((run / "eval.json").read_text())
+    assert from_state["accuracy"] == dense_run.history[-1]["test_accuracy"]  # the same weights
     (run / "state.safetensors").unlink()
     assert_one_line_error(invoke("eval", str(run)), 1, "model.safetensors is missing")
 

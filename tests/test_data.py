@@ -44,12 +44,31 @@ def test_gzip_and_plain_files_load_the_same(fashion_dir, tmp_path):
     assert torch.equal(plain.train.labels, zipped.train.labels)
 
 
+def _linked(source: Path, target: Path) -> Path:
+    """A folder holding the four files as links: a competing copy at no cost."""
+    target.mkdir(parents=True)
+    for spec in data.FILES.values():
+        found = next(source / n for n in (spec.stem, spec.stem + ".gz") if (source / n).exists())
+        (target / found.name).symlink_to(found.resolve())
+    return target
+
+
 def test_search_order_prefers_env_over_caches(fashion_dir, tmp_path, monkeypatch):
-    mine = _copy_raw(fashion_dir, tmp_path / "mine", decompress=True)
+    debian = _linked(fashion_dir, tmp_path / "debian")
+    cache = _linked(fashion_dir, tmp_path / "cache" / "zoo" / "FashionMNIST" / "raw")
+    mine = _linked(fashion_dir, tmp_path / "mine")
+    explicit = _linked(fashion_dir, tmp_path / "explicit")
+    monkeypatch.setattr(data, "DEBIAN_DIR", debian)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
+    assert data.find_data_dir() == cache  # the user cache before Debian's package
     monkeypatch.setenv("ZOO_DATA_DIR", str(mine))
-    assert data.find_data_dir() == mine
-    explicit = _copy_raw(fashion_dir, tmp_path / "explicit", decompress=False)
-    assert data.find_data_dir(explicit) == explicit
+    assert data.find_data_dir() == mine  # the environment before both
+    assert data.find_data_dir(explicit) == explicit  # --data-dir before everything
+    next(mine.iterdir()).unlink()  # an incomplete folder is passed over
+    assert data.find_data_dir() == cache
+    next(cache.iterdir()).unlink()
+    assert data.find_data_dir() == debian
 
 
 def test_missing_data_names_every_way_to_get_it(tmp_path, monkeypatch):
