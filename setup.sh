@@ -42,7 +42,13 @@ except ZooError as error:
 fi
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null; then
     echo "setup: installing Debian's chromium for the browser tests of zoo report"
-    apt_install chromium >/dev/null \
-        || echo "setup: warning: chromium could not be installed; browser tests will be skipped"
+    apt_install chromium >/dev/null || true
+    if ! command -v chromium >/dev/null; then
+        if [ "${ZOO_REQUIRE_BROWSER:-}" = 1 ]; then
+            echo "setup: error: chromium could not be installed (apt-get install chromium), and ZOO_REQUIRE_BROWSER=1 needs the browser tests to run" >&2
+            exit 1
+        fi
+        echo "setup: warning: chromium could not be installed; browser tests will be skipped"
+    fi
 fi
 echo "setup: ready"
