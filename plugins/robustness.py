@@ -12,7 +12,7 @@ import zoo
 from zoo.adversarial import eps_in_range, fgsm_step, foreground_mask, input_gradient, pgd
 from zoo.config import build
 from zoo.data import iterate_batches
-from zoo.devices import autocast, resolve_device, resolve_precision
+from zoo.devices import resolve_device
 from zoo.errors import ConfigError, RunError
 from zoo.runs import read_run, write_json
 from zoo.settings import RunSettings
@@ -38,7 +38,6 @@ def _curve(loaded: zoo.LoadedRun, test, config, mode: str, generator) -> list[di
     """Accuracy at each epsilon for one target and one mode, over the whole split."""
     plugin = loaded.plugin
     settings = build(RunSettings, loaded.record.settings)
-    precision = resolve_precision(settings.precision, plugin.device)
     pixel_range = plugin.pixel_range
     steps = [eps_in_range(eps, config.scale, pixel_range) for eps in config.epsilons]
     correct = [0] * len(steps)
@@ -59,7 +58,7 @@ def _curve(loaded: zoo.LoadedRun, test, config, mode: str, generator) -> list[di
                 )
             else:
                 adversarial = fgsm_step(images, gradient, eps, pixel_range, mask=mask)
-            with torch.no_grad(), autocast(plugin.device, precision):
+            with torch.no_grad():  # fp32, as every evaluation
                 predictions = plugin.predict(adversarial).float().argmax(dim=1)
             correct[index] += int((predictions == labels).sum())
     return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def test_bench_table_has_one_row_per_combination(tmp_path):
 
 def test_profile_lists_where_the_step_time_goes(tmp_path):
     output = tmp_path / "bench.json"
-    result = invoke("bench", "dense", "--profile", "4", "-o", str(output), *QUICK)
+    result = invoke("bench", "dense", "--profile", "4", "--precision", "fp32", "--batch-size",
+                    "64", "-o", str(output), *QUICK)  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "where dense's step goes (fp32, batch 64, contiguous)" in result.stdout
     (row,) = json.loads(output.read_text())["results"]
@@ -65,6 +67,36 @@ def test_profile_lists_where_the_step_time_goes(tmp_path):
     assert any(op["op"] in ("aten::addmm", "aten::mm") for op in ops), ops
     assert all(op["ms_per_step"] > 0 and op["calls_per_step"] > 0 for op in ops)
     assert "profiler_start" not in result.output  # the profiler's own chatter is hidden
+
+
+@pytest.mark.parametrize("bf16_cpu", [False, True])
+def test_bench_times_what_zoo_run_trains_with(monkeypatch, bf16_cpu):
+    """With no options, each row has the batch size, precision ('auto' resolved on this
+    CPU, bf16-capable or not) and layout that `zoo run NAME` records in config.json."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: bf16_cpu)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_cpu)
+    for name in ("cnn", "gan"):
+        result = invoke("bench", name, "--json", *QUICK)
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(result.stdout)
+        run = zoo.api.prepare(name, {}).to_dict()
+        settings = run["settings"]
+        assert (row["batch_size"], row["channels_last"], row["compiled"]) == (
+            settings["batch_size"], settings["channels_last"], settings["compile"],
+        )  # fmt: skip
+        assert row["precision"] == run["resolved"]["precision"]
+        assert set(row["sources"].values()) == {"plugin"}
+    # the cnn trains channels-last in batches of 32; the GANs in fp32 even where bf16 is fast
+    assert (zoo.api.prepare("cnn", {}).settings.batch_size, row["precision"]) == (32, "fp32")
+
+
+def test_bench_table_marks_where_each_value_came_from():
+    result = invoke("bench", "cnn", "--batch-size", "16", *QUICK)
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.strip().splitlines()
+    assert header.split()[:5] == ["PLUGIN", "PRECISION", "BATCH", "LAYOUT", "COMPILE"]
+    assert "16 [cli]" in row and "channels-last [plugin]" in row and "no [plugin]" in row
+    assert re.search(r"\b(fp32|bf16) \[plugin\]", row), row
 
 
 def test_bench_errors_are_one_line():

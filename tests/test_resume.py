@@ -57,7 +57,11 @@ def dense_one_epoch(tmp_path):
 
 def test_resume_auto_takes_the_newest_run_and_cuts_logs_back(dense_one_epoch, tmp_path):
     run = dense_one_epoch
-    append_jsonl(run.path / "metrics.jsonl", {"epoch": 99, "step": 999})  # a torn tail
+    # a crash after the checkpoint: a whole record it does not hold, then a torn line
+    append_jsonl(run.path / "metrics.jsonl", {"epoch": 99, "step": 999})
+    for log in ("metrics.jsonl", "losses.jsonl"):
+        with (run.path / log).open("a") as file:
+            file.write('{"epoch": 2, "step": 1')  # no closing brace, no newline
     out = str(tmp_path / "runs")
     result = invoke(
         "run", "dense", "--resume", "auto", "--epochs", "2", "--train-size", "256",
@@ -66,6 +70,9 @@ def test_resume_auto_takes_the_newest_run_and_cuts_logs_back(dense_one_epoch, tm
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["run"] == str(run.path.resolve())
     assert [r["epoch"] for r in read_jsonl(run.path / "metrics.jsonl")] == [1, 2]
+    for log in ("metrics.jsonl", "losses.jsonl"):  # no fragment left, none glued to a record
+        lines = (run.path / log).read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines], log
 
 
 def test_resume_refuses_a_changed_config_unless_forced(dense_one_epoch):
@@ -180,3 +187,20 @@ def test_resuming_brings_a_model_file_one_checkpoint_behind_up_to_the_state(
     state = load_file(str(dense_one_epoch.path / "state.safetensors"))
     for key, value in load_file(str(dense_one_epoch.path / "model.safetensors")).items():
         assert torch.equal(state[f"model.{key}"], value), key
+
+
+def test_resume_compares_the_precision_a_run_trained_in(tmp_path, monkeypatch):
+    """'auto' trained in bf16 on an AMX CPU; on a CPU without bf16 it would mean fp32."""
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    common = ["--train-size", "256", "--test-size", "64", "--seed", "2", "--no-progress",
+              "--out", str(tmp_path)]  # fmt: skip
+    assert invoke("run", "dense", "--epochs", "1", *common).exit_code == 0
+    (run,) = tmp_path.glob("dense-*")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    refused = invoke("run", "dense", "--resume", str(run), "--epochs", "2", *common)
+    assert_one_line_error(refused, 2, "--precision 'bf16'", "'fp32'", "resume refused")
+    kept = invoke("run", "dense", "--resume", str(run), "--epochs", "2", "--precision", "bf16",
+                  *common)  # fmt: skip
+    assert kept.exit_code == 0, kept.output
+    assert json.loads((run / "config.json").read_text())["resolved"]["precision"] == "bf16"

@@ -17,7 +17,6 @@ from zoo.plugin import Plugin, TrainablePlugin
 from zoo.registry import PluginEntry, default_registry
 from zoo.runs import (
     CONFIG_FILE,
-    MODEL_FILE,
     STATE_FILE,
     RunContext,
     RunRecord,
@@ -49,12 +48,18 @@ class Prepared:
     settings: RunSettings
 
     def to_dict(self) -> dict[str, Any]:
-        """What config.json will record: plugin, hyperparameters and run settings."""
-        return {
+        """What config.json will record: plugin, hyperparameters, run settings and, for a
+        trainable plugin, what ``auto`` resolved to on this machine."""
+        recorded = {
             "plugin": self.plugin.info.name,
             "config": configs.to_dict(self.config),
             "settings": configs.to_dict(self.settings),
         }
+        if issubclass(self.plugin, TrainablePlugin):
+            from zoo.devices import resolved_choices
+
+            recorded["resolved"] = resolved_choices(self.settings.device, self.settings.precision)
+        return recorded
 
 
 def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str) -> Prepared:
@@ -191,6 +196,12 @@ def _resumable_run(prepared: Prepared) -> Path:
         asked = prepared.to_dict()
         now = {**asked["config"], **asked["settings"]}  # tuples already lists, as in the file
         before = {**record.config, **record.settings}
+        # the precision it trained in counts, not the word: 'auto' may resolve differently
+        now["precision"] = asked["resolved"]["precision"]
+        if "precision" in record.resolved or before.get("precision") != "auto":
+            before["precision"] = record.resolved.get("precision", before.get("precision"))
+        else:  # a run from before zoo recorded what 'auto' became
+            before["precision"] = now["precision"]
         for key, value in now.items():
             old = before.get(key)
             if key in RESUMABLE_CHANGES or old == value:
@@ -272,36 +283,31 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures).
 
-    Generative runs are judged in the feature space of a trained classifier run:
-    ``classifier`` or else the newest cnn run beside ``run_dir``.
+    Generative runs are judged in the features of zoo's pinned evaluator (offline, the
+    same for everyone), or of the classifier run ``classifier`` when one is given;
+    ``samples`` images drawn from ``seed`` meet the test split, and as many training
+    images give the real-data floor.
     """
     from zoo import data as datasets
-    from zoo.devices import resolve_precision
-    from zoo.evaluation import evaluate as compute
-    from zoo.evaluation import save_results
+    from zoo.evaluation import evaluate_with_inputs, save_results
     from zoo.generation import GeneratorPlugin
 
     loaded = load(run_dir, device=device)
     settings = configs.build(RunSettings, loaded.record.settings)
     test_size = settings.test_size if test_size is None else test_size
-    test = datasets.load(data_dir or settings.data_dir).test.head(test_size)
-    info: dict[str, Any] = {"test_images": len(test)}
+    fmnist = datasets.load(data_dir or settings.data_dir)
+    test = fmnist.test.head(test_size)
+    options: dict[str, Any] = {}
     if isinstance(loaded.plugin, GeneratorPlugin):
-        from zoo.generative_metrics import GenerativeEvidence
-
-        reference = load(classifier or _default_classifier(loaded.path), device=device)
-        if not hasattr(reference.plugin, "features"):
-            raise RunError(f"{reference.path} is not a classifier run with features()")
-        evidence = GenerativeEvidence(loaded.plugin, test, reference, n=samples, seed=seed)
-        info.update(evidence.describe())
-    else:
-        evidence = loaded.plugin.evidence(
-            test,
-            device=loaded.plugin.device,
-            precision=resolve_precision(settings.precision, loaded.plugin.device),
-            batch_size=settings.eval_batch_size,
-        )
-    results = {**info, **compute(evidence, loaded.plugin.metrics)}
+        options = _generative_options(loaded, classifier, samples, seed)
+    evidence = loaded.plugin.evidence(
+        test,
+        device=loaded.plugin.device,
+        batch_size=settings.eval_batch_size,
+        train=fmnist.train,
+        **options,
+    )
+    results = {"test_images": len(test), **evaluate_with_inputs(evidence, loaded.plugin.metrics)}
     save_results(loaded.path, results, loaded.record.plugin)
     from zoo.run_report import REPORT_FILE
 
@@ -347,25 +353,20 @@ def colorize(
     return colorize_files(plugin, images, out, color=requested, scale=scale)
 
 
-def _default_classifier(run_dir: Path) -> Path:
-    """The newest finished classifier run (task classify) in the same folder as ``run_dir``."""
-    folder = Path(run_dir).resolve().parent
-    candidates = []
-    for path in folder.iterdir():
-        if not (path / MODEL_FILE).is_file():
-            continue
-        try:
-            plugin = get_plugin(read_run(path).plugin)
-        except ZooError:
-            continue
-        if plugin.info.task == "classify":
-            candidates.append(path)
-    if not candidates:
-        raise RunError(
-            f"no trained classifier run beside {run_dir} to measure samples with: run "
-            f"`zoo run cnn --out {folder}` first, or pass --classifier RUN"
-        )
-    return max(candidates, key=lambda p: (p / MODEL_FILE).stat().st_mtime)
+def _generative_options(loaded: LoadedRun, classifier, samples: int, seed: int) -> dict:
+    """How many samples, from which seed, and the judge: the pinned evaluator unless a
+    classifier run is named."""
+    from zoo.generative_metrics import classifier_judge
+
+    if samples < 2:
+        raise configs.ConfigError(f"--samples: at least 2 are needed (got {samples})")
+    options = {"samples": samples, "seed": seed}
+    if classifier is not None:
+        reference = load(classifier, device=str(loaded.plugin.device))
+        if not hasattr(reference.plugin, "features"):
+            raise RunError(f"{reference.path} is not a classifier run with features()")
+        options["judge"] = classifier_judge(reference)
+    return options
 
 
 def sample(

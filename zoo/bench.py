@@ -46,6 +46,9 @@ class BenchResult:
     peak_gflops: float  # matrix-product peak, same device and precision
     fraction_of_peak: float
     top_ops: list[dict[str, Any]] = attrs.field(factory=list)  # with --profile
+    # where batch_size, precision, channels_last and compile came from: "plugin" (the
+    # plugin's run settings, what `zoo run` uses) or "cli"
+    sources: dict[str, str] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -102,6 +105,7 @@ def bench(
     windows: int = 5,
     warmup: int = 5,
     profile_rows: int = 0,
+    sources: Mapping[str, str] | None = None,
 ) -> BenchResult:
     """Time ``plugin``'s train_step on real training images with ``settings`` (RunSettings);
     with ``profile_rows``, also profile one window and keep that many of the costliest ops."""
@@ -171,6 +175,7 @@ def bench(
         peak_gflops=round(peak, 1),
         fraction_of_peak=round(achieved / peak, 3),
         top_ops=top_ops,
+        sources=dict(sources or {}),
     )
 
 
@@ -235,6 +240,13 @@ def format_profile(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def _marked(result: BenchResult, setting: str, text: str) -> str:
+    """``fp32 [plugin]``: the value, and whether the plugin's run settings or the command
+    line chose it."""
+    source = result.sources.get(setting)
+    return f"{text} [{source}]" if source else text
+
+
 def format_table(results: list[BenchResult]) -> str:
     header = (
         "PLUGIN", "PRECISION", "BATCH", "LAYOUT", "COMPILE", "THREADS",
@@ -243,10 +255,10 @@ def format_table(results: list[BenchResult]) -> str:
     rows = [
         (
             r.plugin,
-            r.precision,
-            str(r.batch_size),
-            "channels-last" if r.channels_last else "contiguous",
-            "yes" if r.compiled else "no",
+            _marked(r, "precision", r.precision),
+            _marked(r, "batch_size", str(r.batch_size)),
+            _marked(r, "channels_last", "channels-last" if r.channels_last else "contiguous"),
+            _marked(r, "compile", "yes" if r.compiled else "no"),
             str(r.threads),
             f"{r.images_per_s:.0f}",
             f"{r.ms_per_step:.1f}",

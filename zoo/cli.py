@@ -216,15 +216,16 @@ def run() -> None:
 @click.option(
     "--classifier",
     type=click.Path(file_okay=False),
-    help="Generative runs: classifier run whose features judge the samples "
-    "(default: the newest cnn run beside RUN).",
+    help="Generative runs: judge the samples in this classifier run's features instead of "
+    "zoo's pinned evaluator (the numbers are then labelled with that run).",
 )
 @click.option(
     "--samples",
     default=10000,
     show_default=True,
     type=click.IntRange(min=2),
-    help="Generative runs: how many samples to draw.",
+    help="Generative runs: how many samples to draw (and training images for the "
+    "real-data floor).",
 )
 @click.option("--seed", default=0, show_default=True, help="Generative runs: sampling seed.")
 def eval_command(
@@ -246,16 +247,31 @@ def eval_command(
         samples=samples,
         seed=seed,
     )
-    for key, value in results.items():
-        if isinstance(value, float):
-            click.echo(f"{key:<22} {value:.4f}")
-        elif isinstance(value, (int, str)):
-            click.echo(f"{key:<22} {value}")
-        elif isinstance(value, dict):
-            click.echo(f"{key}:")
-            for name, item in value.items():
-                click.echo(f"  {name:<20} {item:.4f}")
+    click.echo(format_results(results))
     click.echo(f"wrote {run_dir}/eval.json")
+
+
+def format_results(results: dict[str, Any]) -> str:
+    """One line per number; a generative metric's real-data floor (``real_<name>``)
+    stands beside it rather than on a line of its own."""
+    lines = []
+    for key, value in results.items():
+        floor = results.get(f"real_{key}")
+        if key.startswith("real_") and key[5:] in results:
+            continue
+        if isinstance(value, float):
+            beside = f"   real data: {floor:.4f}" if isinstance(floor, float) else ""
+            lines.append(f"{key:<22} {value:.4f}{beside}")
+        elif isinstance(value, (int, str)):
+            lines.append(f"{key:<22} {value}")
+        elif isinstance(value, dict):
+            lines.append(f"{key}:")
+            lines += [f"  {name:<20} {_cell(item)}" for name, item in value.items()]
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 @cli.command()
@@ -395,15 +411,12 @@ def compare(run_dirs: tuple[str, ...], out: str, sort: str | None) -> None:
 
 @cli.command()
 @click.argument("name")
-@click.option("--batch-size", default="64", show_default=True, help="Sizes, comma-separated.")
-@click.option("--precision", default="auto", show_default=True, help="fp32, bf16 and/or auto.")
+@click.option("--batch-size", help="Sizes, comma-separated (default: the plugin's, as zoo run).")
+@click.option("--precision", help="fp32, bf16 and/or auto (default: the plugin's).")
 @click.option(
-    "--layout",
-    default="contiguous",
-    show_default=True,
-    help="contiguous and/or channels-last, comma-separated.",
+    "--layout", help="contiguous and/or channels-last, comma-separated (default: the plugin's)."
 )
-@click.option("--compile", "compile_", default="no", show_default=True, help="no and/or yes.")
+@click.option("--compile", "compile_", help="no and/or yes (default: the plugin's).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: one per core).")
 @click.option("--device", default="auto", type=click.Choice(["cpu", "cuda", "auto"]))
 @click.option("--steps", default=20, show_default=True, type=_POSITIVE, help="Steps per window.")
@@ -420,10 +433,10 @@ def compare(run_dirs: tuple[str, ...], out: str, sort: str | None) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Also write the JSON here.")
 def bench(
     name: str,
-    batch_size: str,
-    precision: str,
-    layout: str,
-    compile_: str,
+    batch_size: str | None,
+    precision: str | None,
+    layout: str | None,
+    compile_: str | None,
     threads: int | None,
     device: str,
     steps: int,
@@ -434,7 +447,9 @@ def bench(
     output: str | None,
 ) -> None:
     """Training throughput of a plugin: median images/s over timed windows, GFLOP/s
-    against this machine's matrix-product peak. Lists give one row per combination."""
+    against this machine's matrix-product peak. By default it times what `zoo run NAME`
+    trains with (the plugin's batch size, precision, layout); lists given here give one
+    row per combination, and the table marks each value [plugin] or [cli]."""
     import itertools
     from pathlib import Path
 
@@ -444,22 +459,19 @@ def bench(
 
     if output and not Path(output).resolve().parent.is_dir():
         raise ConfigError(f"-o {output}: the folder {Path(output).parent} does not exist")
-    grid = itertools.product(
-        _batch_sizes(batch_size),
-        _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
-        _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
-        _choices("--compile", compile_, {"no": False, "yes": True}),
-    )
+    asked = {
+        "batch_size": batch_size and _batch_sizes(batch_size),
+        "precision": precision
+        and _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
+        "channels_last": layout
+        and _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
+        "compile": compile_ and _choices("--compile", compile_, {"no": False, "yes": True}),
+    }
+    sources = {key: "cli" if values else "plugin" for key, values in asked.items()}
+    axes = {key: values for key, values in asked.items() if values}
     results = []
-    for size, prec, channels_last, compiled in grid:
-        values = {
-            "batch_size": size,
-            "precision": prec,
-            "channels_last": channels_last,
-            "compile": compiled,
-            "threads": threads,
-            "device": device,
-        }
+    for combination in itertools.product(*axes.values()):
+        values = {**dict(zip(axes, combination, strict=True)), "threads": threads, "device": device}
         prepared = api.prepare(name, values, label=flag)
         plugin = prepared.plugin(prepared.config)
         results.append(
@@ -470,6 +482,7 @@ def bench(
                 windows=windows,
                 warmup=warmup,
                 profile_rows=profile_rows,
+                sources=sources,
             )
         )
         if not as_json:

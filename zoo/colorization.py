@@ -68,12 +68,10 @@ class ColorizerPlugin(TrainablePlugin):
         table = test_color_table(device)
         return table[torch.arange(n, device=table.device) % len(table)]
 
-    def evidence(self, split: Split, *, device, precision: str, batch_size: int):
+    def evidence(self, split: Split, *, device, batch_size: int, train: Split | None = None):
         from zoo.colorization_metrics import ColorizationEvidence
 
-        return ColorizationEvidence(
-            self, split, device=device, precision=precision, batch_size=batch_size
-        )
+        return ColorizationEvidence(self, split, device=device, batch_size=batch_size)
 
     def end_of_epoch(self, epoch: EpochContext) -> dict[str, float]:
         sheet = epoch.run.path / SHEETS_DIR / f"epoch_{epoch.epoch:03d}.png"

@@ -18,15 +18,13 @@ from zoo.palette import test_color_table
 
 
 class ColorizationEvidence(Evidence):
-    """Outputs and targets for one split, computed once and shared by the metrics (the
-    plugin, split, device, precision and batch size are held as the core Evidence holds
+    """Outputs and targets for one split, computed once (in fp32) and shared by the
+    metrics (the plugin, split, device and batch size are held as the core Evidence holds
     them)."""
 
     @functools.cached_property
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(gray, output, target) in [0, 1] as float32, and the requested colours."""
-        from zoo.devices import autocast
-
         colors = self.plugin.evaluation_colors(len(self.split), self.device)
         grays, outputs, targets = [], [], []
         start = 0
@@ -36,8 +34,7 @@ class ColorizationEvidence(Evidence):
             ):
                 part = None if colors is None else colors[start : start + len(batch)]
                 start += len(batch)
-                with autocast(self.device, self.precision):
-                    output = self.plugin.colorize(batch.images, part)
+                output = self.plugin.colorize(batch.images, part)
                 target = self.plugin.targets(batch.images, batch.labels, part)
                 grays.append((batch.images + 1) / 2)
                 outputs.append(((output.float() + 1) / 2).clamp(0, 1))

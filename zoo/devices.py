@@ -32,6 +32,13 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def resolved_choices(device: str, precision: str) -> dict[str, str]:
+    """What ``auto`` becomes on this machine, for config.json: a run records the precision
+    it trained in, not only the word it was asked with."""
+    resolved = resolve_device(device)
+    return {"device": resolved.type, "precision": resolve_precision(precision, resolved)}
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast for bf16; a no-op context for fp32."""
     if precision == "bf16":

@@ -15,7 +15,6 @@ import attrs
 import torch
 
 from zoo.data import CLASSES, Split, iterate_batches
-from zoo.devices import autocast
 from zoo.errors import ConfigError
 
 
@@ -42,22 +41,24 @@ def metric(name: str, summary: str) -> Callable:
 
 
 class Evidence:
-    """What metrics are computed from: a plugin in eval mode and one data split."""
+    """What metrics are computed from: a plugin in eval mode and one data split.
+
+    Evaluation always runs in fp32, whatever precision the run trained in: the trainer's
+    per-epoch numbers, ``zoo eval`` and ``zoo.load(run).predict`` then agree exactly, and
+    a checkpoint's number does not depend on whether the evaluating machine takes bf16
+    (``--precision auto`` resolves per machine)."""
 
     def __init__(
-        self,
-        plugin: Any,
-        split: Split,
-        *,
-        device: torch.device,
-        precision: str = "fp32",
-        batch_size: int = 1000,
+        self, plugin: Any, split: Split, *, device: torch.device, batch_size: int = 1000
     ) -> None:
         self.plugin = plugin
         self.split = split.to(device)
         self.device = device
-        self.precision = precision
         self.batch_size = batch_size
+
+    def describe(self) -> dict[str, Any]:
+        """What the numbers were measured on, for eval.json (beyond the image count)."""
+        return {}
 
     @functools.cached_property
     def logits(self) -> torch.Tensor:
@@ -69,7 +70,7 @@ class Evidence:
                 "classification metrics need one"
             )
         outputs = []
-        with torch.no_grad(), autocast(self.device, self.precision):
+        with torch.no_grad():
             for batch in iterate_batches(
                 self.split, self.batch_size, self.plugin.pixel_range, shuffle=False
             ):
@@ -123,6 +124,12 @@ def evaluate(evidence: Evidence, names: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"unknown metric '{name}' (known: {', '.join(sorted(METRICS))})")
         results.update(METRICS[name].compute(evidence))
     return results
+
+
+def evaluate_with_inputs(evidence: Evidence, names: Iterable[str]) -> dict[str, Any]:
+    """The named metrics, after the evidence's own account of its inputs (judge, sample
+    count, seed...): what eval.json holds."""
+    return {**evidence.describe(), **evaluate(evidence, names)}
 
 
 def save_results(run_dir, results: Mapping[str, Any], title: str) -> None:

@@ -77,12 +77,16 @@ class Plugin:
         """Do the plugin's job inside a prepared run folder; return its final metrics."""
         raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
 
-    def evidence(self, split: Split, *, device: Any, precision: str, batch_size: int) -> Any:
-        """What the core metrics of this plugin are computed from (one pass over ``split``);
-        a task whose metrics need other inputs returns its own evidence class."""
+    def evidence(
+        self, split: Split, *, device: Any, batch_size: int, train: Split | None = None
+    ) -> Any:
+        """What the core metrics of this plugin are computed from (one pass over ``split``,
+        the test images, in fp32); ``train`` is the run's training split, for metrics that
+        set a result against real training data. A task whose metrics need other inputs
+        returns its own evidence class."""
         from zoo.evaluation import Evidence
 
-        return Evidence(self, split, device=device, precision=precision, batch_size=batch_size)
+        return Evidence(self, split, device=device, batch_size=batch_size)
 
 
 @attrs.frozen

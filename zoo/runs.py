@@ -131,6 +131,7 @@ class RunRecord:
     plugin_version: str
     config: dict[str, Any]
     settings: dict[str, Any]
+    resolved: dict[str, Any] = attrs.field(factory=dict)  # what 'auto' became: precision...
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -155,6 +156,7 @@ def read_run(path: str | os.PathLike) -> RunRecord:
             plugin_version=str(data.get("plugin_version", "")),
             config=dict(data["config"]),
             settings=dict(data["settings"]),
+            resolved=dict(data.get("resolved", {})),
         )
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError):
         raise RunError(f"{config_file} is damaged; this folder is not a usable zoo run") from None

@@ -24,7 +24,7 @@ from zoo.config import to_dict
 from zoo.data import Batch, iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
 from zoo.errors import ConfigError, Interrupted, RunError
-from zoo.evaluation import evaluate, save_results
+from zoo.evaluation import evaluate, evaluate_with_inputs, save_results
 from zoo.plugin import TrainablePlugin, TrainPlan
 from zoo.runs import (
     LOSSES_FILE,
@@ -42,7 +42,8 @@ LOG_EVERY = 25  # steps per smoothed loss record (losses.jsonl, progress bar)
 
 @attrs.frozen
 class EpochContext:
-    """What ``end_of_epoch`` gets: where the run is, and the core evaluator."""
+    """What ``end_of_epoch`` gets: where the run is, and the core evaluator (which runs in
+    fp32; ``precision`` is what the steps train in)."""
 
     epoch: int
     step: int
@@ -53,12 +54,11 @@ class EpochContext:
 
     def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
         """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
+        data = self.run.data
         evidence = self.plugin.evidence(
-            self.run.data.test,
-            device=self.device,
-            precision=self.precision,
-            batch_size=self.run.settings.eval_batch_size,
-        )
+            data.test, device=self.device, batch_size=self.run.settings.eval_batch_size,
+            train=data.train,
+        )  # fmt: skip
         return {prefix + k: v for k, v in evaluate(evidence, names).items()}
 
 
@@ -402,13 +402,17 @@ class Trainer:
                 print("zoo: warning: the replicas' weights differ at the end", file=sys.stderr)
 
     def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:
-        """Full evaluation with every metric the plugin declares -> eval.json + pictures."""
+        """Full evaluation with every metric the plugin declares -> eval.json + pictures;
+        what ``zoo eval RUN`` writes too, with the same inputs."""
         if not self.plugin.metrics or not self.plugin.evaluate_after_training:
             return
-        context = EpochContext(epoch, step, self.run, self.plugin, device, precision)
+        data = self.run.data
+        evidence = self.plugin.evidence(
+            data.test, device=device, batch_size=self.settings.eval_batch_size, train=data.train
+        )
         with torch.no_grad():
-            results = context.evaluate(self.plugin.metrics, prefix="")
-        results = {"test_images": len(self.run.data.test), **results}
+            results = evaluate_with_inputs(evidence, self.plugin.metrics)
+        results = {"test_images": len(data.test), **results}
         save_results(self.run.path, results, self.plugin.info.name)
 
     def _check_finite(self, window: _Window, means: Mapping[str, float], step: int) -> None:
