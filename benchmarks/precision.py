@@ -1,15 +1,15 @@
 """Does bf16 keep quality? A plugin after the same steps in fp32 and in bf16 autocast.
 
     .venv/bin/python benchmarks/precision.py [--plugin cnn --steps 300 --seeds 0,1]
-    python benchmarks/precision.py --plugin gan --epochs 1 --seeds 0,1,2 --device cuda \
-        --classifier RUN
+    python benchmarks/precision.py --plugin gan --epochs 1 --seeds 0,1,2 --device cuda
 
-Same seed, data order and step count for both precisions. The cnn is judged by its test
-accuracy on all 10,000 test images, in the precision it trained in; the gan by the
-Fréchet distance of 10,000 samples to the test images in the features of one fixed cnn
-run (``--classifier``), so that bf16's FD can be set against the fp32 seed-to-seed
-spread. Also records the training images/s of each, which shows whether the hardware
-has fast bf16 at all. Writes benchmarks/results/NAME.json (default precision[_PLUGIN]).
+Same seed, data order and step count for both precisions; every evaluation runs in
+fp32, so the difference comes from training. The cnn is judged by its test accuracy on
+all 10,000 test images; the gan by the Fréchet distance of 10,000 samples to the test
+images in the pinned evaluator's features (or those of ``--classifier RUN``), so that
+bf16's FD can be set against the fp32 seed-to-seed spread. Also records the training
+images/s of each, which shows whether the hardware has fast bf16 at all. Writes
+benchmarks/results/NAME.json (default precision[_PLUGIN]).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import zoo
 @click.option("--epochs", type=int, help="Full epochs per run instead of --steps.")
 @click.option("--seeds", default="0,1", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--classifier", help="gan: the cnn run whose features judge the samples.")
+@click.option("--classifier", help="gan: judge in this cnn run's features, not the pinned ones.")
 @click.option("--out", default="runs/benchmarks", show_default=True)
 @click.option("--name", help="Result file name (default: precision, precision_gan).")
 def main(
@@ -47,8 +47,6 @@ def main(
 ) -> None:
     from zoo.devices import bf16_is_fast, resolve_device
 
-    if plugin == "gan" and classifier is None:
-        raise click.UsageError("--plugin gan needs --classifier RUN (a trained cnn run)")
     if steps is None and epochs is None:
         steps = 300
     budget = {"max_steps": steps} if epochs is None else {"epochs": epochs, "max_steps": steps}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -76,10 +77,15 @@ def test_reloaded_checkpoint_reproduces_the_last_grid(gan_runs, name, tmp_path):
 
 
 def test_same_seed_same_samples(gan_runs):
-    first = zoo.sample(gan_runs["cgan"].path, 8, label="Dress", seed=5)
-    second = zoo.sample(gan_runs["cgan"].path, 8, label=3, seed=5)
+    path = gan_runs["cgan"].path
+    first = zoo.sample(path, 8, label="Dress", seed=5)
+    second = zoo.sample(path, 8, label=3, seed=5)
     assert torch.equal(first, second)
     assert first.shape == (8, 1, 28, 28) and first.min() >= -1 and first.max() <= 1
+    # ... and a constant generator would pass the above: other seeds, images and labels differ
+    assert not torch.equal(zoo.sample(path, 8, label=3, seed=6), first)
+    assert not torch.equal(first[0], first[1])  # one seed draws 8 different noise vectors
+    assert not torch.equal(zoo.sample(path, 8, label="Sneaker", seed=5), first)
 
 
 def test_wgan_clipping_bounds_the_critic(gan_runs):
@@ -212,28 +218,77 @@ def test_classifier_score_bounds():
     assert classifier_score(confident) == pytest.approx(10.0, rel=1e-6)
 
 
-def test_eval_of_gan_runs_in_classifier_feature_space(gan_runs, dense_run):
-    results = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
-    assert results["samples"] == 200 and results["feature_classifier_plugin"] == "dense"
-    assert results["frechet_distance"] > 0
-    assert 1.0 <= results["classifier_score"] <= 10.0
-    assert 0.0 <= results["conditional_accuracy"] <= 1.0
-    cached = list((dense_run.path / "feature_stats").glob("test-*.safetensors"))
-    assert len(cached) == 1
-    again = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
-    assert again["frechet_distance"] == results["frechet_distance"]
-    cached[0].write_bytes(b"garbage")  # a damaged cache is recomputed, not trusted
-    healed = zoo.evaluate(gan_runs["cgan"].path, classifier=dense_run.path, samples=200)
-    assert healed["frechet_distance"] == pytest.approx(results["frechet_distance"], rel=1e-9)
-    unconditional = zoo.evaluate(gan_runs["gan"].path, classifier=dense_run.path, samples=200)
+def test_gan_runs_are_judged_by_the_pinned_evaluator_after_training(gan_runs):
+    """No classifier run needed: the trainer writes eval.json in the pinned features, and
+    `zoo eval` with the same inputs reproduces it exactly."""
+    from zoo.feature_network import PINNED
+
+    run = gan_runs["cgan"]
+    recorded = json.loads((run.path / "eval.json").read_text())
+    assert recorded["evaluator"] == {"name": PINNED.name, "kind": "pinned",
+                                     "sha256": PINNED.sha256}  # fmt: skip
+    assert recorded["judged_by"].startswith(PINNED.name)
+    assert (recorded["samples"], recorded["real_images"], recorded["floor_images"]) == (64, 64, 64)
+    assert (recorded["sampling_seed"], recorded["real_split"], recorded["floor_split"]) == (
+        0, "test", "train",
+    )  # fmt: skip
+    again = zoo.evaluate(run.path, samples=64)
+    assert again == recorded
+    for name in ("frechet_distance", "kid", "precision", "recall", "classifier_score"):
+        assert name in recorded and f"real_{name}" in recorded, name
+    # six steps of training are far from real data; the real floor is close to it
+    assert recorded["frechet_distance"] > 5 * recorded["real_frechet_distance"]
+    assert recorded["kid"] > 5 * abs(recorded["real_kid"])
+    assert recorded["recall"] < recorded["real_recall"]
+    assert 0.0 <= recorded["conditional_accuracy"] <= 1.0
+    unconditional = json.loads((gan_runs["gan"].path / "eval.json").read_text())
     assert "conditional_accuracy" not in unconditional
-    assert unconditional["real_classifier_score"] == results["real_classifier_score"]
 
 
-def test_gan_eval_without_a_classifier_says_how_to_get_one(gan_runs):
-    assert_one_line_error(
-        invoke("eval", str(gan_runs["gan"].path)), 1, "zoo run cnn", "--classifier"
-    )
+def test_real_features_are_cached_reused_and_rewritten_when_damaged(gan_runs, tmp_path,
+                                                                    monkeypatch):  # fmt: skip
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    run = gan_runs["gan"].path
+    first = zoo.evaluate(run, samples=200)
+    (test_cache,) = (tmp_path / "cache" / "zoo" / "features").glob("test-64-*.safetensors")
+    assert len(list(test_cache.parent.glob("train-200-*.safetensors"))) == 1
+    stamp = test_cache.stat().st_mtime_ns
+    assert zoo.evaluate(run, samples=200) == first
+    assert test_cache.stat().st_mtime_ns == stamp  # reused, not recomputed and rewritten
+    cached = load_file(str(test_cache))
+    save_file({**cached, "features": cached["features"] + 1.0}, str(test_cache))
+    shifted = zoo.evaluate(run, samples=200)  # the cache is what is read
+    assert shifted["frechet_distance"] > first["frechet_distance"] + 1
+    test_cache.write_bytes(b"garbage")  # a damaged cache is recomputed and rewritten
+    assert zoo.evaluate(run, samples=200) == first
+    assert torch.equal(load_file(str(test_cache))["features"], cached["features"])
+
+
+def test_a_classifier_run_can_judge_and_its_numbers_say_so(gan_runs, dense_run, tmp_path):
+    run = gan_runs["cgan"].path
+    pinned = zoo.evaluate(run, samples=200)
+    judged = zoo.evaluate(run, classifier=dense_run.path, samples=200)
+    assert judged["evaluator"]["kind"] == "classifier run"
+    assert judged["evaluator"]["run"] == str(dense_run.path)
+    assert str(dense_run.path) in judged["judged_by"] and "not the pinned" in judged["judged_by"]
+    digest = hashlib.sha256((dense_run.path / "model.safetensors").read_bytes()).hexdigest()
+    assert judged["evaluator"]["sha256"] == digest
+    assert judged["frechet_distance"] != pinned["frechet_distance"]
+    printed = invoke("eval", str(run), "--samples", "200")
+    assert printed.exit_code == 0, printed.output
+    line = next(x for x in printed.stdout.splitlines() if x.startswith("frechet_distance"))
+    assert f"real data: {pinned['real_frechet_distance']:.4f}" in line  # the floor beside it
+    report = (run / "report.html").read_text()
+    assert "judged by fmnist-features-v1" in report
+    invoke("eval", str(gan_runs["gan"].path), "--classifier", str(dense_run.path),
+           "--samples", "200")  # fmt: skip
+    board = invoke("compare", str(run), str(gan_runs["gan"].path), "-o", str(tmp_path))
+    assert board.exit_code == 0, board.output
+    header, _, first_row, second_row = board.stdout.strip().splitlines()
+    assert "judged by" in header
+    assert "pinned evaluator" in first_row and "classifier run" in second_row
 
 
 def test_batch_norm_edge_cases_are_clear(tmp_path):

@@ -17,6 +17,7 @@ from zoo.plugin import TrainablePlugin
 if TYPE_CHECKING:
     import torch
 
+    from zoo.data import Split
     from zoo.training import EpochContext
 
 GRID_ROWS = 10
@@ -48,8 +49,13 @@ class GeneratorPlugin(TrainablePlugin):
 
     conditional: ClassVar[bool] = False
     pixel_range = (-1.0, 1.0)
-    metrics = ("frechet_distance", "classifier_score", "conditional_accuracy")
-    evaluate_after_training = False  # needs a trained feature classifier: `zoo eval RUN`
+    metrics = (
+        "frechet_distance",
+        "kid",
+        "precision_recall",
+        "classifier_score",
+        "conditional_accuracy",
+    )
 
     def latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` latent vectors, drawn with ``generator`` (on the CPU, then moved)."""
@@ -58,6 +64,31 @@ class GeneratorPlugin(TrainablePlugin):
     def generate(self, latent: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Images in ``pixel_range`` from latent vectors (and labels, if conditional)."""
         raise NotImplementedError
+
+    def evidence(
+        self,
+        split: Split,
+        *,
+        device: Any,
+        batch_size: int,
+        train: Split | None = None,
+        judge: Any = None,
+        samples: int | None = None,
+        seed: int = 0,
+    ) -> Any:
+        """Samples (as many as ``split`` has test images, unless ``samples``) drawn from
+        ``seed``, set against ``split`` and, for the real-data floor, as many images of
+        ``train``; judged by zoo's pinned evaluator unless ``judge``
+        (zoo.generative_metrics.Judge) is given."""
+        from zoo import data
+        from zoo import generative_metrics as gm
+
+        n = len(split) if samples is None else samples
+        train = data.load().train if train is None else train
+        judge = gm.pinned_judge(device) if judge is None else judge
+        return gm.GenerativeEvidence(
+            self, split, train.head(n), judge, n=n, seed=seed, batch_size=batch_size
+        )
 
     def sample(self, n: int, *, labels: Any = None, seed: int | None = None) -> torch.Tensor:
         """``n`` images; ``labels`` is one class (name or index) or one per image."""

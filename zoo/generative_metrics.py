@@ -1,37 +1,96 @@
-"""Generative metrics in the feature space of the zoo's own trained classifier.
+"""Generative metrics, measured the way the field measures them, in pinned features.
 
-No Inception weights can be downloaded here, so (like FID, but offline) real and
-generated images are compared through a trained zoo classifier run:
+A generator's samples and real images are compared in the features of one judge: by
+default zoo's pinned evaluator (zoo/feature_network.py: fixed weights, known SHA-256,
+offline), so every user's numbers are on one scale; ``--classifier RUN`` judges with a
+trained classifier run instead, and such numbers are labelled with that run.
 
-- ``frechet_distance``: the Fréchet distance between Gaussians fitted to the
-  classifier's penultimate features (``ClassifierPlugin.features``) of the test images
-  and of the samples;
-- ``classifier_score``: exp(E_x KL(p(y|x) || p(y))), the Inception Score with the zoo
-  classifier; 10 is its ceiling (ten classes);
-- ``conditional_accuracy``: for conditional models, how often the classifier
-  recognises the class that was asked for.
+- ``frechet_distance``: Fréchet distance between Gaussians fitted to the features;
+- ``kid``: the unbiased kernel distance (Binkowski et al. 2018; torchmetrics), mean and
+  spread over 100 random subsets, which unlike FD has no bias at small sample counts;
+- ``precision_recall``: Kynkäänniemi et al. 2019 with k = 3: the share of samples inside
+  the real data's k-NN manifold (fidelity) and of real images inside the samples'
+  (coverage), so mode collapse shows as high precision and low recall;
+- ``classifier_score``: exp(E_x KL(p(y|x) || p(y))) with the judge's head (at most 10);
+- ``conditional_accuracy``: how often the judge sees the class that was asked for.
 
-Real-data statistics are cached beside the classifier's checkpoint, keyed by split,
-image count and the checkpoint's digest.
+Beside each distance stands the real-data floor (``real_...``): the same number for as
+many training images as there are samples, against the same test images, which is what
+"as good as real data" means at this sample count. Real features are cached in the
+user cache, keyed by split, image count and the judge's digest.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from zoo.data import CLASSES, Split, iterate_batches
+from zoo.data import CLASSES, Split, iterate_batches, user_cache_dir
 from zoo.evaluation import metric
 from zoo.runs import MODEL_FILE, write_atomic
 
-STATS_DIR = "feature_stats"
+NEAREST_K = 3  # Kynkäänniemi et al.'s choice
+KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # the usual KID protocol
+
+
+@attrs.frozen
+class Judge:
+    """Whose features judge the samples: a name, the digest of its weights, and a
+    function from images in ``pixel_range`` to (features, logits)."""
+
+    name: str
+    kind: str  # "pinned" or "classifier run"
+    sha256: str
+    pixel_range: tuple[float, float]
+    look: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+    device: torch.device
+    run: str | None = None  # the classifier run's folder, for kind "classifier run"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "pinned":
+            return f"{self.name} (zoo's pinned evaluator)"
+        return f"classifier run {self.run} (not the pinned evaluator: not comparable)"
+
+    def describe(self) -> dict[str, Any]:
+        about = {"name": self.name, "kind": self.kind, "sha256": self.sha256}
+        return {**about, "run": self.run} if self.run else about
+
+
+def pinned_judge(device: torch.device) -> Judge:
+    from zoo import feature_network
+
+    pinned = feature_network.PINNED
+    network = feature_network.load_pinned(device, pinned)
+
+    def look(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = network.features(images)
+        return features, network.head(features)
+
+    return Judge(pinned.name, "pinned", pinned.sha256, pinned.pixel_range, look, device)
+
+
+def classifier_judge(loaded: Any) -> Judge:
+    """A trained classifier run (a zoo.LoadedRun with features() and predict())."""
+    plugin = loaded.plugin
+    digest = hashlib.sha256((loaded.path / MODEL_FILE).read_bytes()).hexdigest()
+
+    def look(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return plugin.features(images), plugin.predict(images)
+
+    name = f"{loaded.record.plugin} run"
+    return Judge(name, "classifier run", digest, plugin.pixel_range, look, plugin.device,
+                 run=str(loaded.path))  # fmt: skip
 
 
 def frechet_distance(
@@ -56,6 +115,64 @@ def gaussian(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return features.mean(dim=0), torch.cov(features.t())
 
 
+def features_frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    return frechet_distance(*gaussian(a), *gaussian(b))
+
+
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[float, float]:
+    """Unbiased KID (cubic polynomial kernel) as mean and standard deviation over
+    KID_SUBSETS random subsets, drawn from ``seed`` (the global RNG is left as it was)."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    size = min(KID_SUBSET_SIZE, len(real), len(fake))
+    with warnings.catch_warnings():  # "saves all features": they are already in memory
+        warnings.simplefilter("ignore", UserWarning)
+        kid = KernelInceptionDistance(  # the features are already extracted: identity module;
+            feature=torch.nn.Identity(),  # one process computes it, even under torchrun
+            subsets=KID_SUBSETS,
+            subset_size=size,
+            sync_on_compute=False,
+        )
+    kid.update(real.double(), real=True)
+    kid.update(fake.double(), real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, spread = kid.compute()
+    return float(mean), float(spread)
+
+
+def _kth_neighbour_distances(points: torch.Tensor, k: int, chunk: int = 1000) -> torch.Tensor:
+    """Each point's distance to its k-th nearest other point."""
+    points = points.double()
+    return torch.cat(
+        [
+            torch.cdist(part, points).kthvalue(k + 1, dim=1).values  # +1: itself, at 0
+            for part in points.split(chunk)
+        ]
+    )
+
+
+def _inside_share(
+    queries: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1000
+) -> float:
+    """The share of ``queries`` inside at least one ball (centre, radius)."""
+    centres = centres.double()
+    inside = [
+        (torch.cdist(part.double(), centres) <= radii).any(dim=1) for part in queries.split(chunk)
+    ]
+    return float(torch.cat(inside).double().mean())
+
+
+def precision_recall(
+    real: torch.Tensor, fake: torch.Tensor, k: int = NEAREST_K
+) -> tuple[float, float]:
+    """Kynkäänniemi et al. 2019: precision is the share of samples inside the real
+    k-NN manifold, recall the share of real images inside the samples' manifold."""
+    precision = _inside_share(fake, real, _kth_neighbour_distances(real, k))
+    recall = _inside_share(real, fake, _kth_neighbour_distances(fake, k))
+    return precision, recall
+
+
 def classifier_score(logits: torch.Tensor) -> float:
     probabilities = logits.double().softmax(dim=1)
     marginal = probabilities.mean(dim=0, keepdim=True)
@@ -66,13 +183,15 @@ def classifier_score(logits: torch.Tensor) -> float:
 
 
 class GenerativeEvidence:
-    """Samples of a generator plugin and the test split, seen by a classifier run."""
+    """Samples of a generator plugin, the test split and the real-data floor's training
+    images, all seen by one judge (in fp32)."""
 
     def __init__(
         self,
         plugin: Any,
         real: Split,
-        classifier: Any,  # zoo.LoadedRun of a classifier
+        floor: Split,
+        judge: Judge,
         *,
         n: int = 10000,
         seed: int = 0,
@@ -80,7 +199,8 @@ class GenerativeEvidence:
     ) -> None:
         self.plugin = plugin
         self.real = real
-        self.classifier = classifier
+        self.floor = floor
+        self.judge = judge
         self.n = n
         self.seed = seed
         self.batch_size = batch_size
@@ -91,17 +211,16 @@ class GenerativeEvidence:
             return None
         return torch.arange(self.n) % len(CLASSES)
 
-    def _to_classifier_range(self, images: torch.Tensor) -> torch.Tensor:
+    def _to_judge_range(self, images: torch.Tensor) -> torch.Tensor:
         low, high = self.plugin.pixel_range
-        target_low, target_high = self.classifier.plugin.pixel_range
+        target_low, target_high = self.judge.pixel_range
         unit = (images - low) / (high - low)
         return unit * (target_high - target_low) + target_low
 
     def _look(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        clf = self.classifier.plugin
-        images = images.to(clf.device)
         with torch.no_grad():
-            return clf.features(images).float().cpu(), clf.predict(images).float().cpu()
+            features, logits = self.judge.look(images.to(self.judge.device))
+        return features.float().cpu(), logits.float().cpu()
 
     @functools.cached_property
     def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,74 +236,105 @@ class GenerativeEvidence:
             )
             with torch.no_grad():
                 images = self.plugin.generate(latent, batch_labels)
-            f, lg = self._look(self._to_classifier_range(images.float()))
+            f, lg = self._look(self._to_judge_range(images.float()))
             features.append(f)
             logits.append(lg)
         return torch.cat(features), torch.cat(logits)
 
     @functools.cached_property
-    def real_statistics(self) -> dict[str, torch.Tensor]:
-        """Mean, covariance and logits' classifier score of the real split, cached."""
-        path = self._cache_path()
+    def real_features(self) -> dict[str, torch.Tensor]:
+        """Features and logits of the test images."""
+        return self._split_features("test", self.real)
+
+    @functools.cached_property
+    def floor_features(self) -> dict[str, torch.Tensor]:
+        """Features and logits of the training images of the real-data floor."""
+        return self._split_features("train", self.floor)
+
+    def _split_features(self, name: str, split: Split) -> dict[str, torch.Tensor]:
+        path = user_cache_dir() / "features" / f"{name}-{len(split)}-{self.judge.sha256[:16]}"
+        path = path.with_suffix(".safetensors")
         if path.is_file():
             try:
                 return load_bytes(path.read_bytes())
             except (SafetensorError, OSError):
-                path.unlink(missing_ok=True)  # a damaged cache is recomputed, not trusted
+                pass  # a damaged cache is recomputed and rewritten, never trusted
         features, logits = [], []
-        for batch in iterate_batches(
-            self.real, self.batch_size, self.classifier.plugin.pixel_range, shuffle=False
-        ):
+        for batch in iterate_batches(split, self.batch_size, self.judge.pixel_range, shuffle=False):
             f, lg = self._look(batch.images)
             features.append(f)
             logits.append(lg)
-        mean, cov = gaussian(torch.cat(features))
-        stats = {
-            "mean": mean,
-            "cov": cov,
-            "classifier_score": torch.tensor(
-                classifier_score(torch.cat(logits)), dtype=torch.float64
-            ),
-        }
-        path.parent.mkdir(exist_ok=True)
-        header = {"images": str(len(self.real)), "checkpoint_sha256": self._digest()}
-        write_atomic(path, save_bytes(stats, header))
-        return stats
-
-    def _digest(self) -> str:
-        checkpoint = self.classifier.path / MODEL_FILE
-        return hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-
-    def _cache_path(self) -> Path:
-        key = f"test-{len(self.real)}-{self._digest()[:16]}"
-        return self.classifier.path / STATS_DIR / f"{key}.safetensors"
+        computed = {"features": torch.cat(features), "logits": torch.cat(logits)}
+        about = {"split": name, "images": str(len(split)), "sha256": self.judge.sha256}
+        _write_cache(path, computed, {**about, "judge": self.judge.name})
+        return computed
 
     def describe(self) -> dict[str, Any]:
         return {
+            "judged_by": self.judge.label,
+            "evaluator": self.judge.describe(),
             "samples": self.n,
+            "sampling_seed": self.seed,
+            "real_split": "test",
             "real_images": len(self.real),
-            "feature_classifier": str(self.classifier.path),
-            "feature_classifier_plugin": self.classifier.record.plugin,
-            "features": f"features() of the feature classifier ({self.fake[0].shape[1]}-d)",
+            "floor_split": "train",
+            "floor_images": len(self.floor),
+            "feature_dim": int(self.real_features["features"].shape[1]),
         }
 
 
-@metric("frechet_distance", "Fréchet distance in the zoo classifier's feature space")
+def _write_cache(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:
+    """Best effort: a read-only or full cache folder costs time next run, not this result."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, save_bytes(tensors, header))
+    except OSError:
+        pass
+
+
+@metric("frechet_distance", "Fréchet distance in the judge's features (real floor beside)")
 def _frechet(evidence: GenerativeEvidence) -> dict[str, float]:
-    real = evidence.real_statistics
-    mean, cov = gaussian(evidence.fake[0])
-    return {"frechet_distance": frechet_distance(real["mean"], real["cov"], mean, cov)}
-
-
-@metric("classifier_score", "exp(E KL(p(y|x) || p(y))) with the zoo classifier (max 10)")
-def _classifier_score(evidence: GenerativeEvidence) -> dict[str, float]:
+    real = evidence.real_features["features"]
     return {
-        "classifier_score": classifier_score(evidence.fake[1]),
-        "real_classifier_score": float(evidence.real_statistics["classifier_score"]),
+        "frechet_distance": features_frechet_distance(real, evidence.fake[0]),
+        "real_frechet_distance": features_frechet_distance(
+            real, evidence.floor_features["features"]
+        ),
     }
 
 
-@metric("conditional_accuracy", "how often the classifier sees the class that was asked for")
+@metric("kid", "unbiased kernel distance (KID) in the judge's features, mean and spread")
+def _kid(evidence: GenerativeEvidence) -> dict[str, float]:
+    real = evidence.real_features["features"]
+    kid, kid_std = kernel_distance(real, evidence.fake[0], evidence.seed)
+    real_kid, real_kid_std = kernel_distance(
+        real, evidence.floor_features["features"], evidence.seed
+    )
+    return {"kid": kid, "kid_std": kid_std, "real_kid": real_kid, "real_kid_std": real_kid_std}
+
+
+@metric("precision_recall", f"k-NN precision and recall (k = {NEAREST_K}) in the judge's features")
+def _precision_recall(evidence: GenerativeEvidence) -> dict[str, float]:
+    real = evidence.real_features["features"]
+    precision, recall = precision_recall(real, evidence.fake[0])
+    real_precision, real_recall = precision_recall(real, evidence.floor_features["features"])
+    return {
+        "precision": precision,
+        "recall": recall,
+        "real_precision": real_precision,
+        "real_recall": real_recall,
+    }
+
+
+@metric("classifier_score", "exp(E KL(p(y|x) || p(y))) with the judge's classes (max 10)")
+def _classifier_score(evidence: GenerativeEvidence) -> dict[str, float]:
+    return {
+        "classifier_score": classifier_score(evidence.fake[1]),
+        "real_classifier_score": classifier_score(evidence.real_features["logits"]),
+    }
+
+
+@metric("conditional_accuracy", "how often the judge sees the class that was asked for")
 def _conditional_accuracy(evidence: GenerativeEvidence) -> dict[str, float]:
     if evidence.requested_labels is None:
         return {}

@@ -24,7 +24,9 @@ from zoo.run_report import REPORT_FILE, Picture, RunSummary, summarize
 from zoo.runs import write_atomic
 
 BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images", "samples",
-               "real_images", "skipped_updates"}  # fmt: skip
+               "real_images", "skipped_updates", "sampling_seed", "floor_images",
+               "feature_dim"}  # fmt: skip
+JUDGED_BY = "judged by"  # the column naming whose features a generative run's numbers are in
 FIXED = ["run", "plugin", "epochs", "steps", "s/epoch"]
 
 SORT_SCRIPT = """
@@ -67,6 +69,7 @@ class Row:
     seconds_per_epoch: float | None
     metrics: dict[str, float]
     preview: Picture | None
+    judged_by: str | None = None  # eval.json's judge: numbers of two judges do not compare
 
     def value(self, column: str) -> Any:
         """The cell of ``column``: one of FIXED, else a metric (None where missing)."""
@@ -76,6 +79,7 @@ class Row:
             "epochs": self.epochs,
             "steps": self.steps,
             "s/epoch": self.seconds_per_epoch,
+            JUDGED_BY: self.judged_by,
         }
         return fixed[column] if column in fixed else self.metrics.get(column)
 
@@ -99,6 +103,7 @@ def make_row(summary: RunSummary) -> Row:
         seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None,
         metrics=metrics,
         preview=_preview(summary),
+        judged_by=source.get("judged_by") if isinstance(source.get("judged_by"), str) else None,
     )
 
 
@@ -114,7 +119,9 @@ def _preview(summary: RunSummary) -> Picture | None:
 
 
 def metric_columns(rows: Sequence[Row]) -> list[str]:
-    return list(dict.fromkeys(k for row in rows for k in row.metrics))
+    """The judge first, where any run has one, then every number any run has."""
+    judged = [JUDGED_BY] if any(row.judged_by for row in rows) else []
+    return judged + list(dict.fromkeys(k for row in rows for k in row.metrics))
 
 
 def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:

@@ -106,7 +106,9 @@ def render(summary: RunSummary) -> str:
         sections.append(("training", "Training", _training(summary)))
     for stem, value in summary.results.items():
         anchor = "results-" + re.sub(r"[^A-Za-z0-9_-]", "-", stem)
-        sections.append((anchor, f"Results: {stem}.json", html.json_block(value)))
+        judge = value.get("judged_by") if isinstance(value, dict) else None
+        title = f"Results: {stem}.json" + (f", judged by {judge}" if isinstance(judge, str) else "")
+        sections.append((anchor, title, html.json_block(value)))
     grids = summary.epoch_grids
     animation = _find(summary, "animation.gif")
     if grids or animation:
