@@ -13,6 +13,7 @@ zoo/weights and its SHA-256 into ``PINNED`` in zoo/feature_network.py.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import write_result
+from common import machine, write_result
 
 from zoo import data
 from zoo.feature_network import PINNED, FeatureNetwork, file_sha256
@@ -116,11 +117,13 @@ def main(epochs: int, batch_size: int, lr: float, seed: int, out: str, force: bo
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=metadata)
     digest = file_sha256(path)
-    write_result(
-        "evaluator",
-        {"command": " ".join(sys.argv), **metadata, "sha256": digest, "history": history},
-    )
-    print(f"wrote {path} ({path.stat().st_size} bytes), sha256 {digest}")
+    result = {"command": " ".join(sys.argv), **metadata, "sha256": digest, "history": history}
+    if path.resolve() == PINNED.path:  # the release: its record sits with the results
+        record = write_result("evaluator", result)
+    else:  # a trial: its record beside its weights, the release's left as it is
+        record = path.with_suffix(".json")
+        record.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
+    print(f"wrote {path} ({path.stat().st_size} bytes), sha256 {digest}, and {record}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,19 @@ ZOO = [sys.executable, "-m", "zoo"]
 SMALL = {"train_size": 2000, "test_size": 500, "progress": False}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The evaluator's feature cache of this test session, not the user's
+    (subprocesses inherit it)."""
+    previous = os.environ.get("ZOO_CACHE_DIR")
+    os.environ["ZOO_CACHE_DIR"] = str(tmp_path_factory.mktemp("zoo-cache"))
+    yield Path(os.environ["ZOO_CACHE_DIR"])
+    if previous is None:
+        os.environ.pop("ZOO_CACHE_DIR", None)
+    else:
+        os.environ["ZOO_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def fashion_dir() -> Path:
     """The folder the zoo finds Fashion-MNIST in; the suite needs the real files."""

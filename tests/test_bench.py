@@ -76,10 +76,10 @@ def test_bench_times_what_zoo_run_trains_with(monkeypatch, bf16_cpu):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: bf16_cpu)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: bf16_cpu)
     for name in ("cnn", "gan"):
-        result = invoke("bench", name, "--json", *QUICK)
+        result = invoke("bench", name, "--json", "--device", "cpu", *QUICK)
         assert result.exit_code == 0, result.output
         (row,) = json.loads(result.stdout)
-        run = zoo.api.prepare(name, {}).to_dict()
+        run = zoo.api.prepare(name, {"device": "cpu"}).to_dict()
         settings = run["settings"]
         assert (row["batch_size"], row["channels_last"], row["compiled"]) == (
             settings["batch_size"], settings["channels_last"], settings["compile"],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -220,7 +221,7 @@ def test_classifier_score_bounds():
 
 def test_gan_runs_are_judged_by_the_pinned_evaluator_after_training(gan_runs):
     """No classifier run needed: the trainer writes eval.json in the pinned features, and
-    `zoo eval` with the same inputs reproduces it exactly."""
+    `zoo eval` with its defaults reproduces it exactly."""
     from zoo.feature_network import PINNED
 
     run = gan_runs["cgan"]
@@ -232,8 +233,7 @@ def test_gan_runs_are_judged_by_the_pinned_evaluator_after_training(gan_runs):
     assert (recorded["sampling_seed"], recorded["real_split"], recorded["floor_split"]) == (
         0, "test", "train",
     )  # fmt: skip
-    again = zoo.evaluate(run.path, samples=64)
-    assert again == recorded
+    assert zoo.evaluate(run.path) == recorded
     for name in ("frechet_distance", "kid", "precision", "recall", "classifier_score"):
         assert name in recorded and f"real_{name}" in recorded, name
     # six steps of training are far from real data; the real floor is close to it
@@ -245,15 +245,20 @@ def test_gan_runs_are_judged_by_the_pinned_evaluator_after_training(gan_runs):
     assert "conditional_accuracy" not in unconditional
 
 
+def _copy(run, tmp_path) -> Path:
+    """A copy of a shared run, for tests that rewrite its eval.json."""
+    return Path(shutil.copytree(run.path, tmp_path / run.path.name))
+
+
 def test_real_features_are_cached_reused_and_rewritten_when_damaged(gan_runs, tmp_path,
                                                                     monkeypatch):  # fmt: skip
     from safetensors.torch import load_file, save_file
 
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    run = gan_runs["gan"].path
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    run = _copy(gan_runs["gan"], tmp_path)
     first = zoo.evaluate(run, samples=200)
-    (test_cache,) = (tmp_path / "cache" / "zoo" / "features").glob("test-64-*.safetensors")
-    assert len(list(test_cache.parent.glob("train-200-*.safetensors"))) == 1
+    (test_cache,) = (tmp_path / "cache" / "features").glob("test-64-*-cpu.safetensors")
+    assert len(list(test_cache.parent.glob("train-200-*-cpu.safetensors"))) == 1
     stamp = test_cache.stat().st_mtime_ns
     assert zoo.evaluate(run, samples=200) == first
     assert test_cache.stat().st_mtime_ns == stamp  # reused, not recomputed and rewritten
@@ -261,34 +266,48 @@ def test_real_features_are_cached_reused_and_rewritten_when_damaged(gan_runs, tm
     save_file({**cached, "features": cached["features"] + 1.0}, str(test_cache))
     shifted = zoo.evaluate(run, samples=200)  # the cache is what is read
     assert shifted["frechet_distance"] > first["frechet_distance"] + 1
-    test_cache.write_bytes(b"garbage")  # a damaged cache is recomputed and rewritten
-    assert zoo.evaluate(run, samples=200) == first
-    assert torch.equal(load_file(str(test_cache))["features"], cached["features"])
+    for damage in (b"garbage", None):  # unreadable, then readable but the wrong shape
+        if damage is None:
+            save_file({"features": cached["features"][:10], "logits": cached["logits"][:10]},
+                      str(test_cache))  # fmt: skip
+        else:
+            test_cache.write_bytes(damage)
+        assert zoo.evaluate(run, samples=200) == first  # recomputed and rewritten
+        assert torch.equal(load_file(str(test_cache))["features"], cached["features"])
 
 
 def test_a_classifier_run_can_judge_and_its_numbers_say_so(gan_runs, dense_run, tmp_path):
-    run = gan_runs["cgan"].path
+    from zoo.generative_metrics import weights_digest
+
+    run, other = _copy(gan_runs["cgan"], tmp_path), _copy(gan_runs["gan"], tmp_path)
     pinned = zoo.evaluate(run, samples=200)
     judged = zoo.evaluate(run, classifier=dense_run.path, samples=200)
     assert judged["evaluator"]["kind"] == "classifier run"
     assert judged["evaluator"]["run"] == str(dense_run.path)
     assert str(dense_run.path) in judged["judged_by"] and "not the pinned" in judged["judged_by"]
-    digest = hashlib.sha256((dense_run.path / "model.safetensors").read_bytes()).hexdigest()
-    assert judged["evaluator"]["sha256"] == digest
+    assert judged["evaluator"]["sha256"] == weights_digest(zoo.load(dense_run.path).model)
     assert judged["frechet_distance"] != pinned["frechet_distance"]
     printed = invoke("eval", str(run), "--samples", "200")
     assert printed.exit_code == 0, printed.output
     line = next(x for x in printed.stdout.splitlines() if x.startswith("frechet_distance"))
     assert f"real data: {pinned['real_frechet_distance']:.4f}" in line  # the floor beside it
-    report = (run / "report.html").read_text()
-    assert "judged by fmnist-features-v1" in report
-    invoke("eval", str(gan_runs["gan"].path), "--classifier", str(dense_run.path),
-           "--samples", "200")  # fmt: skip
-    board = invoke("compare", str(run), str(gan_runs["gan"].path), "-o", str(tmp_path))
+    assert "judged by fmnist-features-v1" in (run / "report.html").read_text()
+    invoke("eval", str(other), "--classifier", str(dense_run.path), "--samples", "200")
+    board = invoke("compare", str(run), str(other), "-o", str(tmp_path))
     assert board.exit_code == 0, board.output
     header, _, first_row, second_row = board.stdout.strip().splitlines()
     assert "judged by" in header
-    assert "pinned evaluator" in first_row and "classifier run" in second_row
+    assert "pinned evaluator" in first_row and "classifier run" not in first_row
+    assert "classifier run" in second_row
+
+
+def test_too_few_images_for_the_metrics_is_one_line_before_training(gan_runs, tmp_path):
+    assert_one_line_error(invoke("eval", str(gan_runs["gan"].path), "--samples", "3"), 2,
+                          "--samples")  # fmt: skip
+    result = invoke("run", "gan", "--test-size", "3", "--train-size", "128", "--max-steps", "1",
+                    "--no-progress", "--out", str(tmp_path))  # fmt: skip
+    assert_one_line_error(result, 2, "at least 4", "got 3")
+    assert list(tmp_path.iterdir()) == []  # it stopped before training: no run folder left
 
 
 def test_batch_norm_edge_cases_are_clear(tmp_path):

@@ -56,9 +56,10 @@ def test_the_shipped_weights_are_the_released_ones():
     with torch.no_grad():
         for batch in iterate_batches(test, 1000, PINNED.pixel_range, shuffle=False):
             correct += int((network(batch.images).argmax(1) == batch.labels).sum())
-    accuracy = correct / len(test)
-    assert f"{accuracy:.4f}" == metadata["test_accuracy"]  # the recipe's number, reproduced
-    assert accuracy >= 0.92
+    # the recipe's number, reproduced (to 3 of 10,000 images: other CPUs' kernels may
+    # round a near-tie the other way)
+    assert abs(correct - round(float(metadata["test_accuracy"]) * len(test))) <= 3
+    assert correct / len(test) >= 0.92
     assert not any(p.requires_grad for p in network.parameters()) and not network.training
 
 

@@ -193,7 +193,7 @@ def test_resume_compares_the_precision_a_run_trained_in(tmp_path, monkeypatch):
     """'auto' trained in bf16 on an AMX CPU; on a CPU without bf16 it would mean fp32."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
     common = ["--train-size", "256", "--test-size", "64", "--seed", "2", "--no-progress",
-              "--out", str(tmp_path)]  # fmt: skip
+              "--device", "cpu", "--out", str(tmp_path)]  # fmt: skip
     assert invoke("run", "dense", "--epochs", "1", *common).exit_code == 0
     (run,) = tmp_path.glob("dense-*")
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)

@@ -99,7 +99,8 @@ def test_a_run_trained_in_bf16_is_evaluated_in_fp32_everywhere(tmp_path, monkeyp
     """As a CPU with AMX takes it: 'auto' trains in bf16, config.json says so, and the
     trainer's per-epoch and final numbers, zoo eval and load().predict agree exactly."""
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
-    options = {"max_steps": 8, "train_size": 256, "test_size": 300, "seed": 2, "progress": False}
+    options = {"max_steps": 8, "train_size": 256, "test_size": 300, "seed": 2, "progress": False,
+               "device": "cpu"}  # fmt: skip
     bf16 = zoo.run("dense", out=str(tmp_path / "auto"), **options)
     config = json.loads((bf16.path / "config.json").read_text())
     assert config["settings"]["precision"] == "auto" and config["resolved"]["precision"] == "bf16"
@@ -118,6 +119,22 @@ def test_a_run_trained_in_bf16_is_evaluated_in_fp32_everywhere(tmp_path, monkeyp
             logits_bf16 = loaded.predict(images).float()
     assert int((logits.argmax(1) == test.labels).sum()) / len(test) == recorded
     assert not torch.equal(logits, logits_bf16)  # so fp32 everywhere is what makes them agree
+
+
+def test_a_channels_last_cnn_predicts_after_loading_as_it_did_in_training(tmp_path):
+    """The cnn trains and is evaluated channels-last; zoo.load lays it out the same way,
+    so its predictions reproduce the trainer's accuracy exactly."""
+    run = zoo.run("cnn", max_steps=6, train_size=256, test_size=400, seed=1, progress=False,
+                  device="cpu", out=str(tmp_path))  # fmt: skip
+    loaded = zoo.load(run.path)
+    conv = loaded.model["net"][1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    test = load_data().test.head(400)
+    with torch.no_grad():
+        logits = loaded.predict(to_float(test.images, loaded.plugin.pixel_range))
+    recorded = run.history[-1]["test_accuracy"]
+    assert int((logits.argmax(1) == test.labels).sum()) / 400 == recorded
+    assert zoo.evaluate(run.path)["accuracy"] == recorded
 
 
 def test_cnn_matches_the_paper_architecture():

@@ -102,6 +102,7 @@ def execute(prepared: Prepared) -> RunResult:
         distributed.join(world, prepared.settings.device)
     path = None
     if world.is_main:  # under torchrun, rank 0 makes the folder and tells the others
+        recorded = prepared.to_dict()  # resolves the device: fails before any folder exists
         if prepared.settings.resume:
             path = _resumable_run(prepared)
         else:
@@ -109,7 +110,7 @@ def execute(prepared: Prepared) -> RunResult:
         write_json(
             path / CONFIG_FILE,
             {
-                **prepared.to_dict(),
+                **recorded,
                 "plugin_version": info.version,
                 "task": info.task,
                 "python": sys.version.split()[0],
@@ -264,8 +265,12 @@ def load(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
         )
     label = lambda key: f"{CONFIG_FILE}: {key}"  # noqa: E731
     config = configs.build(plugin_class.Config, record.config, label=label)
+    settings = configs.build(RunSettings, record.settings, label=label)
     plugin = plugin_class(config)
-    modules = setup_modules(plugin, resolve_device(device))
+    # the layout the run trained and evaluated in (channels-last convolutions round
+    # differently), so predictions match the trainer's; never compiled for loading
+    layout = attrs.evolve(settings, compile=False)
+    modules = setup_modules(plugin, resolve_device(device), layout)
     checkpoints.load_weights(record.path, modules, record.plugin)
     modules.eval()
     return LoadedRun(record, plugin)
@@ -278,15 +283,16 @@ def evaluate(
     test_size: int | None = None,
     data_dir: str | None = None,
     classifier: str | os.PathLike | None = None,
-    samples: int = 10000,
+    samples: int | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
     """Evaluate a run with the metrics its plugin declares; writes eval.json (+ pictures).
 
     Generative runs are judged in the features of zoo's pinned evaluator (offline, the
     same for everyone), or of the classifier run ``classifier`` when one is given;
-    ``samples`` images drawn from ``seed`` meet the test split, and as many training
-    images give the real-data floor.
+    ``samples`` images (default: as many as the test images, as at the end of training)
+    drawn from ``seed`` meet the test split, and as many training images give the
+    real-data floor.
     """
     from zoo import data as datasets
     from zoo.evaluation import evaluate_with_inputs, save_results
@@ -307,7 +313,7 @@ def evaluate(
         train=fmnist.train,
         **options,
     )
-    results = {"test_images": len(test), **evaluate_with_inputs(evidence, loaded.plugin.metrics)}
+    results = evaluate_with_inputs(evidence, loaded.plugin.metrics)
     save_results(loaded.path, results, loaded.record.plugin)
     from zoo.run_report import REPORT_FILE
 
@@ -353,14 +359,12 @@ def colorize(
     return colorize_files(plugin, images, out, color=requested, scale=scale)
 
 
-def _generative_options(loaded: LoadedRun, classifier, samples: int, seed: int) -> dict:
+def _generative_options(loaded: LoadedRun, classifier, samples: int | None, seed: int) -> dict:
     """How many samples, from which seed, and the judge: the pinned evaluator unless a
     classifier run is named."""
     from zoo.generative_metrics import classifier_judge
 
-    if samples < 2:
-        raise configs.ConfigError(f"--samples: at least 2 are needed (got {samples})")
-    options = {"samples": samples, "seed": seed}
+    options: dict[str, Any] = {"samples": samples, "seed": seed}
     if classifier is not None:
         reference = load(classifier, device=str(loaded.plugin.device))
         if not hasattr(reference.plugin, "features"):

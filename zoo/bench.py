@@ -110,7 +110,7 @@ def bench(
     """Time ``plugin``'s train_step on real training images with ``settings`` (RunSettings);
     with ``profile_rows``, also profile one window and keep that many of the costliest ops."""
     from zoo import data
-    from zoo.training import apply_threads, channels_last_batch, setup_modules
+    from zoo.training import apply_threads
 
     if not isinstance(plugin, TrainablePlugin):
         raise ConfigError(f"plugin '{plugin.info.name}' trains nothing; zoo bench times training")
@@ -124,34 +124,11 @@ def bench(
         raise ConfigError(
             f"--batch-size {settings.batch_size} is larger than the training set ({len(train)})"
         )
-    plugin.plan = TrainPlan(1, steps * windows + warmup, steps * windows + warmup)
-    setup_modules(plugin, device, settings)
-    plugin.optimizers = dict(plugin.configure_optimizers())
-    plugin.modules.train()
-    batches = _endless_batches(train, settings.batch_size, plugin.pixel_range)
-
-    def step() -> Mapping[str, Any]:
-        batch = next(batches)
-        if settings.channels_last:
-            batch = channels_last_batch(batch)
-        with autocast(device, precision):
-            losses = plugin.train_step(batch)
-        plugin.global_step += 1
-        return losses
-
+    step = _training_step(plugin, settings, train, precision, steps * windows + warmup)
     for _ in range(warmup):
         step()
     flops = count_flops(step)
-    rates = []
-    for _ in range(windows):
-        _synchronize(device)
-        started = time.perf_counter()
-        for _ in range(steps):
-            losses = step()
-        for value in losses.values():  # wait for the last step's work to finish
-            float(value)
-        _synchronize(device)
-        rates.append(steps * settings.batch_size / (time.perf_counter() - started))
+    rates = _window_rates(step, steps, windows, settings.batch_size, device)
     median = statistics.median(rates)
     seconds_per_step = settings.batch_size / median
     achieved = flops / seconds_per_step / 1e9
@@ -177,6 +154,45 @@ def bench(
         top_ops=top_ops,
         sources=dict(sources or {}),
     )
+
+
+def _training_step(plugin: TrainablePlugin, settings: Any, train, precision: str, total: int):
+    """One training step of ``plugin`` as the trainer takes it (modules, optimizers,
+    layout, autocast), as a function that draws the next batch of ``train`` each call."""
+    from zoo.training import channels_last_batch, setup_modules
+
+    device = train.images.device
+    plugin.plan = TrainPlan(1, total, total)
+    setup_modules(plugin, device, settings)
+    plugin.optimizers = dict(plugin.configure_optimizers())
+    plugin.modules.train()
+    batches = _endless_batches(train, settings.batch_size, plugin.pixel_range)
+
+    def step() -> Mapping[str, Any]:
+        batch = next(batches)
+        if settings.channels_last:
+            batch = channels_last_batch(batch)
+        with autocast(device, precision):
+            losses = plugin.train_step(batch)
+        plugin.global_step += 1
+        return losses
+
+    return step
+
+
+def _window_rates(step, steps: int, windows: int, batch_size: int, device) -> list[float]:
+    """Images per second of each timed window of ``steps`` calls of ``step``."""
+    rates = []
+    for _ in range(windows):
+        _synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            losses = step()
+        for value in losses.values():  # wait for the last step's work to finish
+            float(value)
+        _synchronize(device)
+        rates.append(steps * batch_size / (time.perf_counter() - started))
+    return rates
 
 
 def profile_ops(step, steps: int, device: torch.device, rows: int) -> list[dict[str, Any]]:

@@ -221,11 +221,9 @@ def run() -> None:
 )
 @click.option(
     "--samples",
-    default=10000,
-    show_default=True,
-    type=click.IntRange(min=2),
-    help="Generative runs: how many samples to draw (and training images for the "
-    "real-data floor).",
+    type=click.IntRange(min=4),
+    help="Generative runs: how many samples to draw, and training images for the real-data "
+    "floor (default: as many as test images, 10,000, as at the end of training).",
 )
 @click.option("--seed", default=0, show_default=True, help="Generative runs: sampling seed.")
 def eval_command(
@@ -234,7 +232,7 @@ def eval_command(
     test_size: int | None,
     data_dir: str | None,
     classifier: str | None,
-    samples: int,
+    samples: int | None,
     seed: int,
 ) -> None:
     """Evaluate a run folder with its plugin's metrics; writes eval.json and pictures."""
@@ -374,6 +372,23 @@ def _choices(option: str, text: str, allowed: dict[str, Any]) -> list[Any]:
     return values
 
 
+def _bench_axes(
+    batch_size: str | None, precision: str | None, layout: str | None, compile_: str | None
+) -> tuple[dict[str, list], dict[str, str]]:
+    """The settings the command line lists (one bench row per combination), and where
+    each of the four came from: "cli", or "plugin" (its run settings, as zoo run)."""
+    asked = {
+        "batch_size": batch_size and _batch_sizes(batch_size),
+        "precision": precision
+        and _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
+        "channels_last": layout
+        and _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
+        "compile": compile_ and _choices("--compile", compile_, {"no": False, "yes": True}),
+    }
+    sources = {key: "cli" if values else "plugin" for key, values in asked.items()}
+    return {key: values for key, values in asked.items() if values}, sources
+
+
 def _batch_sizes(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -459,16 +474,7 @@ def bench(
 
     if output and not Path(output).resolve().parent.is_dir():
         raise ConfigError(f"-o {output}: the folder {Path(output).parent} does not exist")
-    asked = {
-        "batch_size": batch_size and _batch_sizes(batch_size),
-        "precision": precision
-        and _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
-        "channels_last": layout
-        and _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
-        "compile": compile_ and _choices("--compile", compile_, {"no": False, "yes": True}),
-    }
-    sources = {key: "cli" if values else "plugin" for key, values in asked.items()}
-    axes = {key: values for key, values in asked.items() if values}
+    axes, sources = _bench_axes(batch_size, precision, layout, compile_)
     results = []
     for combination in itertools.product(*axes.values()):
         values = {**dict(zip(axes, combination, strict=True)), "threads": threads, "device": device}

@@ -13,6 +13,7 @@ import torch
 
 from zoo.color_data import estimate_colors, nearest_color
 from zoo.data import CLASSES, iterate_batches
+from zoo.devices import exact_fp32
 from zoo.evaluation import Evidence, metric
 from zoo.palette import test_color_table
 
@@ -28,7 +29,7 @@ class ColorizationEvidence(Evidence):
         colors = self.plugin.evaluation_colors(len(self.split), self.device)
         grays, outputs, targets = [], [], []
         start = 0
-        with torch.no_grad():
+        with torch.no_grad(), exact_fp32():
             for batch in iterate_batches(
                 self.split, self.batch_size, self.plugin.pixel_range, shuffle=False
             ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import torch
 
@@ -37,6 +38,19 @@ def resolved_choices(device: str, precision: str) -> dict[str, str]:
     it trained in, not only the word it was asked with."""
     resolved = resolve_device(device)
     return {"device": resolved.type, "precision": resolve_precision(precision, resolved)}
+
+
+@contextlib.contextmanager
+def exact_fp32() -> Iterator[None]:
+    """fp32 that is fp32 on CUDA too: cuDNN convolutions use TF32 by default, which
+    would make evaluation numbers depend on the GPU's tensor cores."""
+    backends = torch.backends
+    saved = backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32
+    backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

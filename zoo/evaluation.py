@@ -15,6 +15,7 @@ import attrs
 import torch
 
 from zoo.data import CLASSES, Split, iterate_batches
+from zoo.devices import exact_fp32
 from zoo.errors import ConfigError
 
 
@@ -57,8 +58,8 @@ class Evidence:
         self.batch_size = batch_size
 
     def describe(self) -> dict[str, Any]:
-        """What the numbers were measured on, for eval.json (beyond the image count)."""
-        return {}
+        """What the numbers were measured on, for eval.json."""
+        return {"test_images": len(self.split)}
 
     @functools.cached_property
     def logits(self) -> torch.Tensor:
@@ -70,7 +71,7 @@ class Evidence:
                 "classification metrics need one"
             )
         outputs = []
-        with torch.no_grad():
+        with torch.no_grad(), exact_fp32():
             for batch in iterate_batches(
                 self.split, self.batch_size, self.plugin.pixel_range, shuffle=False
             ):

@@ -31,7 +31,6 @@ class PinnedWeights:
     name: str
     path: Path
     sha256: str
-    feature_dim: int = 128
     pixel_range: tuple[float, float] = (-1.0, 1.0)
 
 

@@ -80,11 +80,11 @@ class GeneratorPlugin(TrainablePlugin):
         ``seed``, set against ``split`` and, for the real-data floor, as many images of
         ``train``; judged by zoo's pinned evaluator unless ``judge``
         (zoo.generative_metrics.Judge) is given."""
-        from zoo import data
         from zoo import generative_metrics as gm
 
+        if train is None:
+            raise ConfigError("generative metrics need the training split (real-data floor)")
         n = len(split) if samples is None else samples
-        train = data.load().train if train is None else train
         judge = gm.pinned_judge(device) if judge is None else judge
         return gm.GenerativeEvidence(
             self, split, train.head(n), judge, n=n, seed=seed, batch_size=batch_size

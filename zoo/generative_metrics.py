@@ -17,15 +17,17 @@ trained classifier run instead, and such numbers are labelled with that run.
 Beside each distance stands the real-data floor (``real_...``): the same number for as
 many training images as there are samples, against the same test images, which is what
 "as good as real data" means at this sample count. Real features are cached in the
-user cache, keyed by split, image count and the judge's digest.
+user cache (``$ZOO_CACHE_DIR`` overrides it), keyed by split, image count, the images'
+digest, the judge's digest and the device type.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +38,10 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from zoo.data import CLASSES, Split, iterate_batches, user_cache_dir
+from zoo.devices import exact_fp32
+from zoo.errors import ConfigError
 from zoo.evaluation import metric
-from zoo.runs import MODEL_FILE, write_atomic
+from zoo.runs import write_atomic
 
 NEAREST_K = 3  # Kynkäänniemi et al.'s choice
 KID_SUBSETS, KID_SUBSET_SIZE = 100, 1000  # the usual KID protocol
@@ -83,14 +87,23 @@ def pinned_judge(device: torch.device) -> Judge:
 def classifier_judge(loaded: Any) -> Judge:
     """A trained classifier run (a zoo.LoadedRun with features() and predict())."""
     plugin = loaded.plugin
-    digest = hashlib.sha256((loaded.path / MODEL_FILE).read_bytes()).hexdigest()
 
     def look(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return plugin.features(images), plugin.predict(images)
 
     name = f"{loaded.record.plugin} run"
-    return Judge(name, "classifier run", digest, plugin.pixel_range, look, plugin.device,
-                 run=str(loaded.path))  # fmt: skip
+    return Judge(name, "classifier run", weights_digest(plugin.modules), plugin.pixel_range,
+                 look, plugin.device, run=str(loaded.path))  # fmt: skip
+
+
+def weights_digest(modules: torch.nn.Module) -> str:
+    """SHA-256 of the weights as loaded (model.safetensors, or the state file's copy when
+    a crash left no model file), so a cache key follows the weights, not a file."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(modules.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().flatten().view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def frechet_distance(
@@ -197,6 +210,13 @@ class GenerativeEvidence:
         seed: int = 0,
         batch_size: int = 500,
     ) -> None:
+        for what, count in (("samples", n), ("test images", len(real)),
+                            ("floor images", len(floor))):  # fmt: skip
+            if count <= NEAREST_K:
+                raise ConfigError(
+                    f"generative metrics need at least {NEAREST_K + 1} {what} (k-NN precision "
+                    f"and recall use k = {NEAREST_K}); got {count}"
+                )
         self.plugin = plugin
         self.real = real
         self.floor = floor
@@ -217,29 +237,34 @@ class GenerativeEvidence:
         unit = (images - low) / (high - low)
         return unit * (target_high - target_low) + target_low
 
-    def _look(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.no_grad():
-            features, logits = self.judge.look(images.to(self.judge.device))
-        return features.float().cpu(), logits.float().cpu()
-
-    @functools.cached_property
-    def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features and logits of ``n`` samples (conditional: classes in turn)."""
+    def _look_at_all(self, batches: Iterator[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Features and logits of every batch of images (in the judge's pixel range)."""
         features, logits = [], []
+        with torch.no_grad(), exact_fp32():
+            for images in batches:
+                f, lg = self.judge.look(images.to(self.judge.device))
+                features.append(f.float().cpu())
+                logits.append(lg.float().cpu())
+        return {"features": torch.cat(features), "logits": torch.cat(logits)}
+
+    def _samples(self) -> Iterator[torch.Tensor]:
         generator = torch.Generator().manual_seed(self.seed)
         labels = self.requested_labels
         for start in range(0, self.n, self.batch_size):
             count = min(self.batch_size, self.n - start)
             latent = self.plugin.latent(count, generator)
-            batch_labels = (
-                labels[start : start + count].to(latent.device) if labels is not None else None
-            )
+            batch_labels = None
+            if labels is not None:
+                batch_labels = labels[start : start + count].to(latent.device)
             with torch.no_grad():
                 images = self.plugin.generate(latent, batch_labels)
-            f, lg = self._look(self._to_judge_range(images.float()))
-            features.append(f)
-            logits.append(lg)
-        return torch.cat(features), torch.cat(logits)
+            yield self._to_judge_range(images.float())
+
+    @functools.cached_property
+    def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and logits of ``n`` samples (conditional: classes in turn)."""
+        seen = self._look_at_all(self._samples())
+        return seen["features"], seen["logits"]
 
     @functools.cached_property
     def real_features(self) -> dict[str, torch.Tensor]:
@@ -252,25 +277,24 @@ class GenerativeEvidence:
         return self._split_features("train", self.floor)
 
     def _split_features(self, name: str, split: Split) -> dict[str, torch.Tensor]:
-        path = user_cache_dir() / "features" / f"{name}-{len(split)}-{self.judge.sha256[:16]}"
-        path = path.with_suffix(".safetensors")
-        if path.is_file():
-            try:
-                return load_bytes(path.read_bytes())
-            except (SafetensorError, OSError):
-                pass  # a damaged cache is recomputed and rewritten, never trusted
-        features, logits = [], []
-        for batch in iterate_batches(split, self.batch_size, self.judge.pixel_range, shuffle=False):
-            f, lg = self._look(batch.images)
-            features.append(f)
-            logits.append(lg)
-        computed = {"features": torch.cat(features), "logits": torch.cat(logits)}
+        """Cached by split, count, the images' own digest, the judge's and the device
+        type (CUDA and CPU kernels round differently)."""
+        digest = hashlib.sha256(split.images.cpu().numpy().tobytes()).hexdigest()
+        key = f"{name}-{len(split)}-{digest[:12]}-{self.judge.sha256[:16]}-{self.judge.device.type}"
+        path = features_cache_dir() / f"{key}.safetensors"
+        cached = _read_cache(path, len(split))
+        if cached is not None:
+            return cached
+        batches = (b.images for b in iterate_batches(
+            split, self.batch_size, self.judge.pixel_range, shuffle=False))  # fmt: skip
+        computed = self._look_at_all(batches)
         about = {"split": name, "images": str(len(split)), "sha256": self.judge.sha256}
         _write_cache(path, computed, {**about, "judge": self.judge.name})
         return computed
 
     def describe(self) -> dict[str, Any]:
         return {
+            "test_images": len(self.real),
             "judged_by": self.judge.label,
             "evaluator": self.judge.describe(),
             "samples": self.n,
@@ -281,6 +305,26 @@ class GenerativeEvidence:
             "floor_images": len(self.floor),
             "feature_dim": int(self.real_features["features"].shape[1]),
         }
+
+
+def features_cache_dir() -> Path:
+    """``$ZOO_CACHE_DIR/features``, else ``features`` in the user cache."""
+    base = os.environ.get("ZOO_CACHE_DIR")
+    return (Path(base) if base else user_cache_dir()) / "features"
+
+
+def _read_cache(path: Path, images: int) -> dict[str, torch.Tensor] | None:
+    """A cached file that holds what it should, else None: a damaged or foreign file is
+    recomputed and rewritten, never trusted."""
+    try:
+        cached = load_bytes(path.read_bytes())
+    except (SafetensorError, OSError):
+        return None
+    shapes_fit = all(
+        key in cached and cached[key].dim() == 2 and len(cached[key]) == images
+        for key in ("features", "logits")
+    )
+    return cached if shapes_fit else None
 
 
 def _write_cache(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, str]) -> None:

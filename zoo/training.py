@@ -54,11 +54,9 @@ class EpochContext:
 
     def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
         """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
-        data = self.run.data
         evidence = self.plugin.evidence(
-            data.test, device=self.device, batch_size=self.run.settings.eval_batch_size,
-            train=data.train,
-        )  # fmt: skip
+            self.run.data.test, device=self.device, batch_size=self.run.settings.eval_batch_size
+        )
         return {prefix + k: v for k, v in evaluate(evidence, names).items()}
 
 
@@ -254,6 +252,7 @@ class Trainer:
         modules = setup_modules(plugin, device, settings)
         _check_batch_norm(modules, settings.batch_size, len(train))
         optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
+        evaluation = self._evaluation_inputs(device)  # checked now, computed at the end
         plugin.skip_nonfinite, plugin.skipped_updates = settings.on_nonfinite == "skip", 0
         shuffle = torch.Generator().manual_seed(settings.seed)  # the same order on every rank
         replicas = modules
@@ -372,7 +371,7 @@ class Trainer:
         if world.is_main:
             with torch.no_grad():
                 plugin.end_of_training(EpochContext(epoch, step, run, plugin, device, precision))
-            self._final_evaluation(device, precision, epoch, step)
+            self._final_evaluation(evaluation)
             plot_losses(read_jsonl(run.path / LOSSES_FILE), run.path / "loss.png", plugin.info.name)
         distributed.barrier(world)
         self._say(
@@ -401,18 +400,29 @@ class Trainer:
             if len(set(digests)) != 1:
                 print("zoo: warning: the replicas' weights differ at the end", file=sys.stderr)
 
-    def _final_evaluation(self, device, precision: str, epoch: int, step: int) -> None:
-        """Full evaluation with every metric the plugin declares -> eval.json + pictures;
-        what ``zoo eval RUN`` writes too, with the same inputs."""
-        if not self.plugin.metrics or not self.plugin.evaluate_after_training:
-            return
-        data = self.run.data
-        evidence = self.plugin.evidence(
-            data.test, device=device, batch_size=self.settings.eval_batch_size, train=data.train
+    def _evaluation_inputs(self, device: torch.device) -> Any:
+        """The final evaluation's evidence, made before the first step, so that what it
+        needs (enough test images, the pinned evaluator's intact weights) fails a run
+        before it trains, not after; its numbers are computed only at the end. The same
+        inputs as ``zoo eval RUN``: the run's test images, all training images."""
+        plugin = self.plugin
+        if not (self.world.is_main and plugin.metrics and plugin.evaluate_after_training):
+            return None
+        from zoo import data
+
+        return plugin.evidence(
+            self.run.data.test,
+            device=device,
+            batch_size=self.settings.eval_batch_size,
+            train=data.load(self.settings.data_dir).train,
         )
+
+    def _final_evaluation(self, evidence: Any) -> None:
+        """Every metric the plugin declares -> eval.json + pictures."""
+        if evidence is None:
+            return
         with torch.no_grad():
             results = evaluate_with_inputs(evidence, self.plugin.metrics)
-        results = {"test_images": len(data.test), **results}
         save_results(self.run.path, results, self.plugin.info.name)
 
     def _check_finite(self, window: _Window, means: Mapping[str, float], step: int) -> None:
