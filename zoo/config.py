@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
+import stat
 import sys
 import types
 import typing
@@ -97,7 +99,13 @@ class FieldSpec:
 
 def field_specs(cls: type) -> list[FieldSpec]:
     """Describe the fields of an attrs config class in declaration order."""
-    attrs.resolve_types(cls)
+    try:
+        attrs.resolve_types(cls)
+    except Exception as error:  # a string annotation naming nothing: NameError, ...
+        raise TypeError(
+            f"{cls.__qualname__}: cannot resolve its field types "
+            f"({type(error).__name__}: {error}); import the types its annotations name"
+        ) from None
     specs = []
     for field in attrs.fields(cls):
         kind, item_kind, optional = _unpack_type(field.type, cls, field.name)
@@ -199,6 +207,12 @@ def build(
         return cls(**kwargs)
     except (ValueError, TypeError) as error:
         name = _failing_field(cls, kwargs)
+        if name is not None and name not in kwargs:  # the class's own default is bad
+            default = attrs.fields_dict(cls)[name].default
+            raise ConfigError(
+                f"{cls.__qualname__}.{name}: its default {default!r} {error}; "
+                "fix the default in the plugin"
+            ) from None
         shown = label(name) if name else cls.__name__
         got = f" (got {kwargs[name]!r})" if name in kwargs else ""
         raise ConfigError(f"{shown}: {error}{got}") from None
@@ -211,31 +225,89 @@ def unknown_key_message(key: str, known: Iterable[str], label: Callable[[str], s
 
 
 def _failing_field(cls: type, kwargs: Mapping[str, Any]) -> str | None:
-    """Find which field's validator rejects ``kwargs`` so the error can name it."""
+    """Find which field's validator rejects ``kwargs`` (or, for a field not given, its
+    default) so the error can name it."""
     for field in attrs.fields(cls):
-        if field.name not in kwargs:
+        value = kwargs.get(field.name, field.default)
+        if value is attrs.NOTHING or isinstance(value, attrs.Factory):  # type: ignore[arg-type]
             continue
-        try:
-            value = field.converter(kwargs[field.name]) if field.converter else kwargs[field.name]
-            if field.validator is not None:
-                field.validator(None, field, value)
-        except (ValueError, TypeError):
+        if check_field(field, value) is not None:
             return field.name
     return None
 
 
+def check_field(field: attrs.Attribute, value: Any) -> str | None:
+    """Why ``value`` is refused by ``field``'s converter or validator, or None."""
+    try:
+        value = field.converter(value) if field.converter else value
+        if field.validator is not None:
+            field.validator(None, field, value)
+    except (ValueError, TypeError) as error:
+        return str(error)
+    return None
+
+
+def check_defaults(cls: type) -> None:
+    """Refuse a config class whose own defaults break its bounds: a plugin bug that
+    would otherwise surface as a user's error on every run."""
+    for field in attrs.fields(cls):
+        default = field.default
+        if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
+            default = default.factory() if not default.takes_self else attrs.NOTHING
+        if default is attrs.NOTHING:
+            continue
+        problem = check_field(field, default)
+        if problem is not None:
+            raise ValueError(
+                f"{cls.__qualname__}.{field.name}: its default {default!r} is refused by its "
+                f"own bounds ({problem}); fix the default in the plugin"
+            )
+
+
+MAX_TOML_BYTES = 1_000_000  # a config or registry file is a few lines; more is a mistake
+
+
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a config file; a missing or malformed file is a ConfigError naming it."""
+    """Read a config file; a missing, malformed or odd file (a pipe, a device, a folder,
+    a huge file) is a ConfigError naming it, refused before it is opened so nothing hangs."""
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        _check_regular(path, os.stat(path))
+        # O_NONBLOCK: should the path turn into a pipe after the check, opening never blocks
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        with os.fdopen(os.open(path, flags), "rb") as handle:
+            _check_regular(path, os.fstat(handle.fileno()))
+            raw = handle.read(MAX_TOML_BYTES + 1)
+        _check_size(path, len(raw))  # it grew after the check
+        return tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+
+
+def _check_regular(path: Path, info: os.stat_result) -> None:
+    mode = info.st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a folder" if stat.S_ISDIR(mode)
+            else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "something else"
+        )  # fmt: skip
+        raise ConfigError(f"config file {path} is {kind}, not a regular file; give a TOML file")
+    _check_size(path, info.st_size)
+
+
+def _check_size(path: Path, size: int) -> None:
+    if size > MAX_TOML_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_TOML_BYTES // 1_000_000} MB; "
+            "a file of options is a few lines, give the right file"
+        )
 
 
 def flag(name: str) -> str:

@@ -19,4 +19,8 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_plugins(register: Callable[[type], None]) -> None:
-    """Call ``register(PluginClass)`` once for every plugin class the module offers."""
+    """Call ``register(PluginClass)`` once for every plugin class the module offers.
+
+    The module's import and this hook run with stdout sent to stderr (so ``zoo list
+    --json`` stays JSON); anything they raise, ``sys.exit()`` and a self-raised
+    KeyboardInterrupt included, marks the module broken instead of stopping zoo."""
