@@ -25,6 +25,11 @@ class PluginLoadError(ZooError):
     """A plugin module could not be imported or registered (strict mode only)."""
 
 
+class PluginError(ZooError):
+    """A plugin's own code raised while it ran; ``__cause__`` holds the exception, whose
+    traceback ``--debug`` (or ZOO_DEBUG=1) prints."""
+
+
 class ConfigError(ZooError, ValueError):
     """A hyperparameter or option has a bad name, type or value."""
 
@@ -41,6 +46,10 @@ class CheckpointError(ZooError):
 
 class RunError(ZooError):
     """A folder is not a zoo run, or a run cannot be used as asked."""
+
+
+class StorageError(RunError):
+    """A file could not be written: the disk is full, the folder is read-only..."""
 
 
 class Interrupted(ZooError):

@@ -134,16 +134,39 @@ def evaluate_with_inputs(evidence: Evidence, names: Iterable[str]) -> dict[str, 
 
 
 def save_results(run_dir, results: Mapping[str, Any], title: str) -> None:
-    """Write eval.json and the pictures of the metrics that have one."""
+    """Write eval.json and the pictures of the metrics that have one. Every target is
+    checked first, so a folder in the way refuses the command with nothing rewritten
+    (a read-only folder fails at the first write, eval.json, the same way)."""
     from zoo.artifacts import plot_confusion_matrix
     from zoo.runs import write_json
 
-    write_json(run_dir / "eval.json", dict(results))
+    targets = [run_dir / "eval.json"]
+    if "confusion_matrix" in results:
+        targets.append(run_dir / "confusion_matrix.png")
+    _check_targets(targets)
+    write_json(targets[0], dict(results))
     if "confusion_matrix" in results:
         accuracy = results.get("accuracy", float("nan"))
         plot_confusion_matrix(
             results["confusion_matrix"],
             CLASSES,
-            run_dir / "confusion_matrix.png",
+            targets[1],
             f"{title}: test accuracy {accuracy:.4f}",
         )
+
+
+def check_result_targets(run_dir) -> None:
+    """Before an evaluation starts: a folder where eval.json or its picture goes would
+    refuse it only after all the work."""
+    _check_targets([run_dir / "eval.json", run_dir / "confusion_matrix.png"])
+
+
+def _check_targets(paths: Iterable) -> None:
+    from zoo.errors import StorageError
+
+    for path in paths:
+        if path.exists() and not path.is_file():
+            raise StorageError(
+                f"cannot write {path}: a folder (or something else that is not a file) is "
+                "in the way; move it away and evaluate again"
+            )

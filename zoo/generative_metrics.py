@@ -39,7 +39,7 @@ from safetensors.torch import save as save_bytes
 
 from zoo.data import CLASSES, Split, iterate_batches, user_cache_dir
 from zoo.devices import exact_fp32
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, StorageError
 from zoo.evaluation import metric
 from zoo.runs import write_atomic
 
@@ -332,7 +332,7 @@ def _write_cache(path: Path, tensors: dict[str, torch.Tensor], header: dict[str,
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, save_bytes(tensors, header))
-    except OSError:
+    except (OSError, StorageError):
         pass
 
 

@@ -75,6 +75,25 @@ def escape(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+MARKDOWN_SPECIAL = {
+    "&": "&amp;",  # raw HTML is shown as text, entities as written
+    "<": "&lt;",
+    ">": "&gt;",
+    "\\": "\\\\",
+    "|": "\\|",  # a new column otherwise
+    "`": "&#96;",  # code spans, which would also swallow the escapes
+    "[": "\\[",  # links and images
+    "]": "\\]",
+}  # emphasis (* _ ~) is left: it changes no cell, and metric names are full of '_'
+
+
+def markdown_cell(value: Any) -> str:
+    """Text for one cell of a Markdown table: raw HTML shown as text, a ``|`` kept in its
+    cell, no link, image or code span started, the row not broken by a newline."""
+    text = " ".join(str(value).split())  # newlines and tabs: a row is one line
+    return "".join(MARKDOWN_SPECIAL.get(char, char) for char in text)
+
+
 def data_uri(path: Path) -> str:
     mime = MIME.get(path.suffix.lower(), "application/octet-stream")
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +19,10 @@ from typing import Any
 import attrs
 
 from zoo import html
-from zoo.errors import ConfigError
+from zoo.errors import ConfigError, RunError
 from zoo.html import Markup
 from zoo.run_report import REPORT_FILE, Picture, RunSummary, summarize
-from zoo.runs import write_atomic
+from zoo.runs import CONFIG_FILE, FAILED_FILE, write_atomic
 
 BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images", "samples",
                "real_images", "skipped_updates", "sampling_seed", "floor_images",
@@ -87,7 +88,11 @@ class Row:
 def make_row(summary: RunSummary) -> Row:
     history = summary.history
     last = history[-1] if history else {}
-    seconds = [r["seconds"] for r in history if isinstance(r.get("seconds"), (int, float))]
+    whole = [r for r in history if not r.get("partial")]  # a --max-steps stop mid-epoch
+    seconds = [r["seconds"] for r in whole if isinstance(r.get("seconds"), (int, float))]
+    epochs = last.get("epoch")
+    if last.get("partial") and isinstance(epochs, int):
+        epochs -= 1  # whole epochs; the steps column says how far the next one got
     source = summary.results.get("eval")
     if not isinstance(source, dict):
         source = last
@@ -98,7 +103,7 @@ def make_row(summary: RunSummary) -> Row:
     }
     return Row(
         summary=summary,
-        epochs=last.get("epoch"),
+        epochs=epochs,
         steps=last.get("step"),
         seconds_per_epoch=sum(seconds) / len(seconds) if seconds else None,
         metrics=metrics,
@@ -125,7 +130,8 @@ def metric_columns(rows: Sequence[Row]) -> list[str]:
 
 
 def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:
-    """By a column, ascending ('-name': descending); runs without the number go last."""
+    """By a column, ascending ('-name': descending); numbers before text (a run's files
+    may hold either), and runs without the number, or with NaN or inf, last."""
     name, descending = sort.lstrip("-"), sort.startswith("-")
 
     def value(row: Row) -> Any:
@@ -135,21 +141,28 @@ def sort_rows(rows: Sequence[Row], sort: str) -> list[Row]:
         v = value(row)
         return v is not None and not (isinstance(v, float) and not math.isfinite(v))
 
+    def key(row: Row) -> tuple[int, Any]:
+        v = value(row)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (0, v) if not descending else (1, v)
+        return (1, str(v)) if not descending else (0, str(v))
+
     present = [r for r in rows if usable(r)]
-    return sorted(present, key=value, reverse=descending) + [r for r in rows if not usable(r)]
+    return sorted(present, key=key, reverse=descending) + [r for r in rows if not usable(r)]
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
+    """The leaderboard as a Markdown table; every cell escaped (html.markdown_cell), so a
+    run name or a metric can neither add a column nor bring raw HTML or a link."""
     columns = metric_columns(rows)
     lines = [
-        "| " + " | ".join(FIXED + columns) + " |",
+        "| " + " | ".join(html.markdown_cell(c) for c in FIXED + columns) + " |",
         "|" + "---|" * (len(FIXED) + len(columns)),
     ]
     for row in rows:
         cells = [row.value(column) for column in FIXED + columns]
-        lines.append(
-            "| " + " | ".join(html.MISSING if c is None else html.number(c) for c in cells) + " |"
-        )
+        text = (html.MISSING if c is None else html.number(c) for c in cells)
+        lines.append("| " + " | ".join(html.markdown_cell(t) for t in text) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +192,35 @@ def to_html(rows: Sequence[Row], *, relative_to: Path, sort: str | None = None) 
                      script=SORT_SCRIPT)  # fmt: skip
 
 
+def comparable(run_dirs: Sequence[str | Path]) -> list[Path]:
+    """The folders worth a row: a run marked failed, or one holding nothing but its
+    config.json (it never got going), is skipped with a warning."""
+    kept = []
+    for path in map(Path, run_dirs):
+        reason = _skip_reason(path)
+        if reason is None:
+            kept.append(path)
+        else:
+            print(f"zoo: warning: skipped {path}: {reason}", file=sys.stderr)
+    if not kept:
+        raise RunError("nothing to compare: every run folder given was skipped (see above)")
+    return kept
+
+
+def _skip_reason(path: Path) -> str | None:
+    if not path.is_dir() or path.is_symlink():
+        return None  # summarize() says what is wrong with it
+    if (path / FAILED_FILE).exists():
+        return f"it failed (see {path / FAILED_FILE}); resume or delete it"
+    try:
+        names = {child.name for child in path.iterdir()}
+    except OSError:
+        return None
+    if names == {CONFIG_FILE}:
+        return "it holds only config.json (a run that never got going); delete it"
+    return None
+
+
 def write_leaderboard(
     run_dirs: Sequence[str | Path], out_dir: str | Path, *, sort: str | None = None
 ) -> tuple[Path, Path, str]:
@@ -186,7 +228,7 @@ def write_leaderboard(
     the Markdown table."""
     if not run_dirs:
         raise ConfigError("zoo compare needs at least one run folder")
-    rows = [make_row(summarize(path)) for path in run_dirs]
+    rows = [make_row(summarize(path)) for path in comparable(run_dirs)]
     if sort:
         known = set(FIXED) | set(metric_columns(rows))
         if sort.lstrip("-") not in known:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import attrs
 
 from zoo import html
 from zoo.errors import RunError
-from zoo.runs import CONFIG_FILE, RunRecord, read_run, write_atomic
+from zoo.runs import CONFIG_FILE, RunRecord, is_outside_link, load_json, read_run, write_atomic
 
 REPORT_FILE = "report.html"
 CORE_CAPTIONS = {
@@ -92,10 +93,17 @@ def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
 
 def _own_file(path: Path, run_dir: Path) -> bool:
     """A plain file inside the run folder: never a link to something elsewhere, whose
-    contents would be inlined into a page meant to be shared."""
-    if path.is_symlink() or not path.is_file():
+    contents would be inlined into a page meant to be shared. Such a picture or results
+    file is left out with a warning (the rest of the report still holds); config.json
+    and metrics.jsonl linked outside are refused instead (zoo.runs), as the report would
+    misstate the run without them."""
+    if not path.is_file():
         return False
-    return path.resolve().is_relative_to(run_dir.resolve())
+    if is_outside_link(path, run_dir):
+        print(f"zoo: warning: {path} is a link to a file outside the run folder; left out "
+              "(zoo shows only a run's own files)", file=sys.stderr)  # fmt: skip
+        return False
+    return not path.is_symlink()  # a link inside: its target is shown under its own name
 
 
 def render(summary: RunSummary) -> str:
@@ -190,9 +198,9 @@ def _plugin_class(name: str):
 
 
 def _read_json(path: Path) -> Any:
-    import json
-
+    """A results file's JSON; a ValueError where it cannot be read, is not UTF-8 or JSON,
+    or is nested too deep to be shown."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
+        return load_json(path.read_text(encoding="utf-8"))
+    except OSError as error:
         raise ValueError(str(error)) from None
