@@ -39,7 +39,7 @@ class FGSMConfig:
         "whole-image FGSM; pgd = iterative projected gradient descent (stronger, slower).",
         choices=MODES,
     )
-    pgd_steps: int = option(10, help="Gradient steps of the pgd mode.", min=1)
+    pgd_steps: int = option(10, help="Gradient steps of the pgd mode.", min=1, max=10_000)
     examples: int = option(8, help="Test images shown in examples.png.", min=1, max=32)
 
 

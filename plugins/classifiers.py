@@ -27,7 +27,7 @@ def _keras_init(module) -> None:
 
 @attrs.frozen
 class DenseConfig(ClassifierConfig):
-    hidden: int = option(128, help="Units in the hidden layer.", min=1)
+    hidden: int = option(128, help="Units in the hidden layer.", min=1, max=65_536)
 
 
 class Dense(ClassifierPlugin):

@@ -48,8 +48,10 @@ def _poisoned_dense(bad_steps: frozenset[int]) -> type[zoo.Plugin]:
 def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint(registry, tmp_path):
     registry.register(_poisoned_dense(frozenset({11})))
     result = invoke("run", "poisoned", "--epochs", "3", "--out", str(tmp_path), *OPTIONS)
-    _assert_stopped_with(result, "loss became nan at step 11", "last good checkpoint")
+    _assert_stopped_with(result, "loss became nan at step 11", "last checkpoint (step 8)",
+                         "is intact", "--resume")  # fmt: skip
     (run,) = tmp_path.iterdir()
+    assert "nan at step 11" in json.loads((run / "failed.json").read_text())["error"]
     assert [r["epoch"] for r in read_jsonl(run / "metrics.jsonl")] == [1]
     weights = load_file(str(run / "model.safetensors"))
     assert all(torch.isfinite(value).all() for value in weights.values())

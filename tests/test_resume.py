@@ -199,7 +199,7 @@ def test_resume_compares_the_precision_a_run_trained_in(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     refused = invoke("run", "dense", "--resume", str(run), "--epochs", "2", *common)
-    assert_one_line_error(refused, 2, "--precision 'bf16'", "'fp32'", "resume refused")
+    assert_one_line_error(refused, 2, "trained in bf16", "(fp32 here)", "resume refused")
     kept = invoke("run", "dense", "--resume", str(run), "--epochs", "2", "--precision", "bf16",
                   *common)  # fmt: skip
     assert kept.exit_code == 0, kept.output

@@ -12,19 +12,32 @@ from typing import Any
 import attrs
 
 from zoo import config as configs
-from zoo.errors import RunError, ZooError
+from zoo.errors import ConfigError, Interrupted, RunError, ZooError
 from zoo.plugin import Plugin, TrainablePlugin
 from zoo.registry import PluginEntry, default_registry
 from zoo.runs import (
     CONFIG_FILE,
+    FAILED_FILE,
     STATE_FILE,
     RunContext,
     RunRecord,
     new_run_dir,
     read_run,
-    write_json,
 )
-from zoo.settings import SETTING_NAMES, RunSettings
+from zoo.settings import (
+    SETTING_NAMES,
+    TRAIN_IMAGES,
+    RunSettings,
+    steps_per_epoch,
+    zero_steps_message,
+)
+
+# Settings of one call that a resume does not take from the run: how it was asked for,
+# and where this call stops (the run's recorded --max-steps would stop it at once).
+PER_CALL = frozenset({"resume", "force", "max_steps"})
+# What even --force may not change: the epochs' step count and data order depend on it.
+FIXED_BY_START = frozenset({"batch_size", "train_size"})
+MAX_SAMPLES = 10_000  # zoo sample: one grid of images held in memory
 
 
 def list_plugins(
@@ -46,6 +59,7 @@ class Prepared:
     plugin: type[Plugin]
     config: Any
     settings: RunSettings
+    explicit: frozenset[str] = frozenset()  # the names this call gave values for
 
     def to_dict(self) -> dict[str, Any]:
         """What config.json will record: plugin, hyperparameters, run settings and, for a
@@ -63,19 +77,52 @@ class Prepared:
 
 
 def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str) -> Prepared:
-    """Split flat values into the plugin's Config and the run settings, validating both."""
+    """Split flat values into the plugin's Config and the run settings, validating both.
+    A resume takes the run's recorded values as its defaults: only what is given here
+    changes (and is compared with the run's own)."""
     plugin = get_plugin(name)
     known = SETTING_NAMES | {spec.name for spec in configs.field_specs(plugin.Config)}
     unknown = [key for key in values if key not in known]
     if unknown:
         raise configs.ConfigError(configs.unknown_key_message(unknown[0], known, label))
+    explicit = frozenset(values)
+    if values.get("resume"):
+        values = {**_recorded_values(plugin, values, known), **values}
     plugin_values = {k: v for k, v in values.items() if k not in SETTING_NAMES}
     setting_values = {**plugin.defaults, **{k: v for k, v in values.items() if k in SETTING_NAMES}}
-    return Prepared(
+    prepared = Prepared(
         plugin=plugin,
         config=configs.build(plugin.Config, plugin_values, label=label),
         settings=configs.build(RunSettings, setting_values, label=label),
+        explicit=explicit,
     )
+    if issubclass(plugin, TrainablePlugin):
+        _check_steps(prepared.settings)
+    return prepared
+
+
+def _check_steps(settings: RunSettings) -> None:
+    """A run that would train 0 steps is refused before any work."""
+    images = min(settings.train_size or TRAIN_IMAGES, TRAIN_IMAGES)
+    processes = max(int(os.environ.get("WORLD_SIZE", "1") or 1), 1)
+    if steps_per_epoch(images, settings.batch_size, processes) == 0:
+        raise ConfigError(zero_steps_message(images, settings.batch_size))
+
+
+def _recorded_values(
+    plugin: type[Plugin], values: Mapping[str, Any], known: frozenset[str]
+) -> dict[str, Any]:
+    """The resumed run's hyperparameters and settings ({} when it cannot be read: the
+    resume checks then say why)."""
+    out = values.get("out", plugin.defaults.get("out", RunSettings().out))
+    try:
+        record = read_run(_resume_folder(plugin, str(values["resume"]), str(out)))
+    except ZooError:
+        return {}
+    if record.plugin != plugin.info.name:
+        return {}
+    recorded = {**record.config, **record.settings}
+    return {k: v for k, v in recorded.items() if k in known and k not in PER_CALL}
 
 
 @attrs.frozen
@@ -89,7 +136,8 @@ class RunResult:
 
 
 def execute(prepared: Prepared) -> RunResult:
-    """Create the run folder, write config.json and let the plugin do its job."""
+    """Create (or, resuming, lock and check) the run folder and let the plugin do its
+    job. A failure says what became of the folder; a success clears an earlier failure."""
     from zoo import distributed
 
     info = prepared.plugin.info
@@ -100,35 +148,100 @@ def execute(prepared: Prepared) -> RunResult:
                 f"plugin '{info.name}' trains nothing; run it without torchrun"
             )
         distributed.join(world, prepared.settings.device)
-    path = None
+    path, lock, recorded = None, None, None
     if world.is_main:  # under torchrun, rank 0 makes the folder and tells the others
-        recorded = prepared.to_dict()  # resolves the device: fails before any folder exists
-        if prepared.settings.resume:
-            path = _resumable_run(prepared)
-        else:
-            path = new_run_dir(prepared.settings.out, info.name)
-        write_json(
-            path / CONFIG_FILE,
-            {
-                **recorded,
-                "plugin_version": info.version,
-                "task": info.task,
-                "python": sys.version.split()[0],
-            },
-        )
-    path = Path(distributed.broadcast_text(world, str(path) if path else None))
-    plugin = prepared.plugin(prepared.config)
+        recorded = _recorded(prepared)  # resolves the device: fails before any folder exists
+        path, lock = _open_run_folder(prepared, recorded)
     try:
-        metrics = plugin.execute(RunContext(path, info.name, prepared.settings))
-    except ZooError:
-        if world.is_main and not prepared.settings.resume:
-            _remove_if_empty(path)
-        raise
+        path = Path(distributed.broadcast_text(world, str(path) if path else None))
+        metrics = _run_plugin(prepared, path, recorded, world)
+        if world.is_main:
+            from zoo.run_failures import clear_failure
+
+            clear_failure(path)
+            _refresh_report(path)
     finally:
+        if lock is not None:
+            lock.release()  # after the last write of this call
         distributed.leave(world)
-    if world.is_main:
-        _refresh_report(path)
     return RunResult(path, dict(metrics))
+
+
+def _run_plugin(prepared: Prepared, path: Path, recorded: Any, world: Any) -> Mapping[str, Any]:
+    """The plugin's job in its folder; a failure is raised as one line saying what
+    became of the folder."""
+    info = prepared.plugin.info
+    touched = not prepared.settings.resume  # a new folder is this call's own
+
+    def before_first_write(step: int) -> None:
+        nonlocal touched
+        touched = True
+        from zoo.run_history import write_resume
+
+        write_resume(path, recorded, step, prepared.settings.force)
+
+    resuming = world.is_main and prepared.settings.resume
+    context = RunContext(path, info.name, prepared.settings,
+                         before_first_write=before_first_write if resuming else None)  # fmt: skip
+    try:
+        return prepared.plugin(prepared.config).execute(context)
+    except BaseException as error:
+        if not world.is_main:
+            raise
+        _settle(path, info.name, error, touched, prepared.settings.epochs)
+        raise  # not reached: _settle raises
+
+
+def _recorded(prepared: Prepared) -> dict[str, Any]:
+    info = prepared.plugin.info
+    return {**prepared.to_dict(), "plugin_version": info.version, "task": info.task,
+            "python": sys.version.split()[0]}  # fmt: skip
+
+
+def _settle(path: Path, name: str, error: BaseException, touched: bool, epochs: int) -> None:
+    """Raise ``error`` as one line that says what became of the run folder."""
+    from zoo.run_failures import as_zoo_error, settle
+
+    failure = as_zoo_error(error, name)
+    if isinstance(error, Interrupted):  # Ctrl-C, checkpoint saved: not a failure
+        raise error
+    settled = settle(path, name, failure, touched=touched, epochs=epochs)
+    if settled is error:
+        raise settled
+    raise settled from error
+
+
+def _open_run_folder(prepared: Prepared, recorded: Mapping[str, Any]) -> tuple[Path, Any]:
+    """The run folder, locked for this process: a resumed one once checked (nothing is
+    written into it yet), or a new one with its config.json."""
+    from zoo.locking import RunLock
+    from zoo.run_failures import settle
+    from zoo.run_history import write_start
+
+    info, settings = prepared.plugin.info, prepared.settings
+    if settings.resume:
+        if not issubclass(prepared.plugin, TrainablePlugin):
+            raise configs.ConfigError(f"--resume: plugin '{info.name}' trains nothing to resume")
+        path = _resume_folder(prepared.plugin, settings.resume, settings.out)
+        read_run(path)  # not a run folder: say so before anything else
+        lock = RunLock(path).acquire("resume")
+        try:
+            _check_resume(prepared, path)
+        except BaseException:
+            lock.release()
+            raise
+        return path.resolve(), lock
+    path = new_run_dir(settings.out, info.name)
+    lock = RunLock(path).acquire("train into")
+    try:
+        write_start(path, recorded)
+    except BaseException as error:
+        lock.release()
+        if isinstance(error, ZooError):
+            raise settle(path, info.name, error, touched=True) from None
+        shutil.rmtree(path, ignore_errors=True)  # nothing of it was written
+        raise
+    return path, lock
 
 
 def _refresh_report(path: Path) -> None:
@@ -159,25 +272,28 @@ def compare(
     return write_leaderboard(run_dirs, out, sort=sort)
 
 
-def _resumable_run(prepared: Prepared) -> Path:
-    """The run folder ``--resume`` names ('auto': the newest of this plugin in --out),
-    after checking that it is this plugin's, has a checkpoint, and learns the same way."""
-    from zoo.settings import RESUMABLE_CHANGES
+def _resume_folder(plugin: type[Plugin], resume: str, out: str) -> Path:
+    """The folder --resume names; 'auto': the newest run of this plugin in ``out`` with
+    a checkpoint that did not fail."""
+    if resume != "auto":
+        return Path(resume)
+    folder, name = Path(out), plugin.info.name
+    runs = sorted(
+        (p for p in folder.glob(f"{name}-*")
+         if (p / STATE_FILE).is_file() and not (p / FAILED_FILE).exists()),
+        key=lambda p: p.name,
+    )  # fmt: skip
+    if not runs:
+        raise RunError(f"--resume auto: no {name} run with a checkpoint in {folder}")
+    return runs[-1]
+
+
+def _check_resume(prepared: Prepared, path: Path) -> None:
+    """The run is this plugin's, has a checkpoint, has epochs or steps left to train,
+    and learns as this call asks; reads only."""
+    from zoo.checkpoints import read_meta
 
     info, settings = prepared.plugin.info, prepared.settings
-    if not issubclass(prepared.plugin, TrainablePlugin):
-        raise configs.ConfigError(f"--resume: plugin '{info.name}' trains nothing to resume")
-    if settings.resume == "auto":
-        folder = Path(settings.out)
-        runs = sorted(
-            (p for p in folder.glob(f"{info.name}-*") if (p / STATE_FILE).is_file()),
-            key=lambda p: p.name,
-        )
-        if not runs:
-            raise RunError(f"--resume auto: no {info.name} run with a checkpoint in {folder}")
-        path = runs[-1]
-    else:
-        path = Path(settings.resume)
     record = read_run(path)
     if record.plugin != info.name:
         raise configs.ConfigError(
@@ -185,39 +301,66 @@ def _resumable_run(prepared: Prepared) -> Path:
         )
     if not (path / STATE_FILE).is_file():
         raise RunError(f"--resume {path}: the run has no checkpoint yet; start it anew")
-    from zoo.checkpoints import read_meta
-
-    done = int(read_meta(path, STATE_FILE).get("epoch", 0))
+    meta = read_meta(path, STATE_FILE)
+    try:
+        done, step = int(meta.get("epoch", 0)), int(meta.get("step", 0))
+    except (TypeError, ValueError):
+        raise RunError(f"--resume {path}: its checkpoint's epoch or step is damaged") from None
     if settings.epochs <= done:
         raise configs.ConfigError(
             f"--resume {path}: it has trained {done} epochs already and --epochs counts the "
             f"total; ask for more than {done}"
         )
-    if not settings.force:
-        asked = prepared.to_dict()
-        now = {**asked["config"], **asked["settings"]}  # tuples already lists, as in the file
-        before = {**record.config, **record.settings}
-        # the precision it trained in counts, not the word: 'auto' may resolve differently
-        now["precision"] = asked["resolved"]["precision"]
-        if "precision" in record.resolved or before.get("precision") != "auto":
-            before["precision"] = record.resolved.get("precision", before.get("precision"))
-        else:  # a run from before zoo recorded what 'auto' became
-            before["precision"] = now["precision"]
-        for key, value in now.items():
-            old = before.get(key)
-            if key in RESUMABLE_CHANGES or old == value:
-                continue
+    if settings.max_steps is not None and settings.max_steps <= step:
+        raise configs.ConfigError(
+            f"--resume {path}: it is at step {step} already and --max-steps counts the "
+            f"total; ask for more than {step}"
+        )
+    _refuse_changes(prepared, path, record)
+
+
+def _refuse_changes(prepared: Prepared, path: Path, record: RunRecord) -> None:
+    """Values this call gives that differ from the run's own are refused (unless
+    --force); what fixes the epochs' steps is refused even then."""
+    from zoo.settings import RESUMABLE_CHANGES
+
+    asked = prepared.to_dict()
+    now = {**asked["config"], **asked["settings"]}  # tuples already lists, as in the file
+    before = {**record.config, **record.settings}
+    for key in sorted(prepared.explicit & FIXED_BY_START):
+        if before.get(key, now[key]) != now[key]:
             raise configs.ConfigError(
-                f"--resume {path}: it was trained with {configs.flag(key)} {old!r}, this call "
-                f"asks for {value!r}; resume refused (repeat the run's value, or pass --force)"
+                f"--resume {path}: {configs.flag(key)} cannot change ({before[key]!r} -> "
+                f"{now[key]!r}), even with --force: the epochs' steps and data order depend "
+                "on it; start a new run"
             )
-    return path.resolve()
+    if prepared.settings.force:
+        return
+    for key in sorted(prepared.explicit - RESUMABLE_CHANGES - {"precision"}):
+        if key in now and key in before and before[key] != now[key]:
+            raise configs.ConfigError(
+                f"--resume {path}: it was trained with {configs.flag(key)} {before[key]!r}, "
+                f"this call asks for {now[key]!r}; resume refused (leave it out to keep the "
+                "run's value, or pass --force)"
+            )
+    _refuse_other_precision(prepared, path, record, asked)
 
 
-def _remove_if_empty(path: Path) -> None:
-    """Drop a run folder that failed before producing anything but its config."""
-    if {p.name for p in path.iterdir()} <= {CONFIG_FILE}:
-        shutil.rmtree(path, ignore_errors=True)
+def _refuse_other_precision(prepared: Prepared, path: Path, record: RunRecord, asked) -> None:
+    """The precision a run trained in counts, not the word: 'auto' may resolve
+    differently on this machine."""
+    trained = record.resolved.get("precision", record.settings.get("precision"))
+    if trained == "auto" or trained is None:  # a run from before zoo recorded it
+        return
+    wanted = asked["resolved"]["precision"]
+    if trained == wanted:
+        return
+    word = prepared.settings.precision
+    asks = f"{word} ({wanted} here)" if word == "auto" else wanted
+    raise configs.ConfigError(
+        f"--resume {path}: it trained in {trained}, this call's --precision {asks} differs; "
+        f"resume refused (pass --precision {trained}, or --force)"
+    )
 
 
 def run(name: str, **values: Any) -> RunResult:
@@ -294,11 +437,19 @@ def evaluate(
     drawn from ``seed`` meet the test split, and as many training images give the
     real-data floor.
     """
-    from zoo import data as datasets
-    from zoo.evaluation import evaluate_with_inputs, save_results
-    from zoo.generation import GeneratorPlugin
+    from zoo.locking import RunLock
 
     loaded = load(run_dir, device=device)
+    with RunLock(loaded.path).acquire("evaluate"):
+        return _evaluate_loaded(loaded, test_size, data_dir, classifier, samples, seed)
+
+
+def _evaluate_loaded(loaded: LoadedRun, test_size, data_dir, classifier, samples, seed) -> dict:
+    from zoo import data as datasets
+    from zoo.evaluation import check_result_targets, evaluate_with_inputs, save_results
+    from zoo.generation import GeneratorPlugin
+
+    check_result_targets(loaded.path)
     settings = configs.build(RunSettings, loaded.record.settings)
     test_size = settings.test_size if test_size is None else test_size
     fmnist = datasets.load(data_dir or settings.data_dir)
@@ -384,12 +535,12 @@ def sample(
     """Images (n, C, 28, 28) in the plugin's pixel range from a generative run."""
     from zoo.generation import GeneratorPlugin
 
+    if not 1 <= n <= MAX_SAMPLES:
+        raise configs.ConfigError(f"--n: must be between 1 and {MAX_SAMPLES} (got {n})")
     loaded = load(run_dir, device=device)
     if not isinstance(loaded.plugin, GeneratorPlugin):
         raise RunError(
             f"{loaded.path} is a '{loaded.record.plugin}' run (task "
             f"{loaded.plugin.info.task}); sampling needs a generative run"
         )
-    if n < 1:
-        raise configs.ConfigError(f"--n: must be >= 1 (got {n})")
     return loaded.plugin.sample(n, labels=label, seed=seed)

@@ -4,6 +4,7 @@ generated from the plugin's attrs Config and the shared run settings."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 from zoo import api
 from zoo.config import FieldSpec, field_specs, flag, read_toml
 from zoo.errors import ConfigError, RunError, ZooError
-from zoo.registry import Registry, use_registry
+from zoo.registry import Registry, check_task, use_registry
 from zoo.settings import RunSettings
 
 
@@ -23,6 +24,7 @@ class _ZooGroup(click.Group):
         try:
             result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except ZooError as error:
+            _show_cause(error)
             _fail(str(error), error.exit_code)
         except click.exceptions.NoArgsIsHelpError as error:
             click.echo(error.format_message(), err=True)
@@ -38,6 +40,15 @@ class _ZooGroup(click.Group):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _show_cause(error: ZooError) -> None:
+    """--debug (or ZOO_DEBUG=1): the traceback of what a plugin raised, for its author."""
+    if os.environ.get("ZOO_DEBUG", "") in ("", "0") or error.__cause__ is None:
+        return
+    import traceback
+
+    traceback.print_exception(error.__cause__, file=sys.stderr)
 
 
 def _fail(message: str, code: int) -> None:
@@ -139,8 +150,15 @@ class _RunGroup(click.Group):
     envvar="ZOO_REGISTRY",
     help="A registry.toml of your own that adds local plugin modules (or ZOO_REGISTRY).",
 )
-def cli(registry: str | None) -> None:
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Print the traceback of an exception a plugin raised (or set ZOO_DEBUG=1).",
+)
+def cli(registry: str | None, debug: bool) -> None:
     """A plugin-based model zoo for Fashion-MNIST: classify, attack, generate, colorize."""
+    if debug:
+        os.environ["ZOO_DEBUG"] = "1"
     if registry:
         use_registry(Registry(user_registry=registry))
 
@@ -152,6 +170,8 @@ def cli(registry: str | None) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Also list plugins that failed to load.")
 def list_command(pattern: str | None, task: str | None, as_json: bool, show_all: bool) -> None:
     """List plugins, optionally filtered by a glob PATTERN such as '*gan*'."""
+    if task is not None:
+        check_task(task, "--task")
     entries = api.list_plugins(pattern, task=task, include_broken=show_all)
     rows = [
         {
@@ -221,7 +241,7 @@ def run() -> None:
 )
 @click.option(
     "--samples",
-    type=click.IntRange(min=4),
+    type=click.IntRange(min=4, max=100_000),
     help="Generative runs: how many samples to draw, and training images for the real-data "
     "floor (default: as many as test images, 10,000, as at the end of training).",
 )
@@ -279,7 +299,7 @@ def _cell(value: Any) -> str:
     "count",
     default=64,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=api.MAX_SAMPLES),
     help="How many images.",
 )
 @click.option("--label", help="Class name or index 0-9 (conditional models only).")

@@ -91,7 +91,9 @@ class Plugin:
 
 @attrs.frozen
 class TrainPlan:
-    """How long training will be, for schedules that depend on it (e.g. cosine decay)."""
+    """How long training will be, for schedules that depend on it (e.g. cosine decay):
+    the whole run as the call that started it planned it. ``--max-steps`` and resumes
+    asking for fewer epochs only stop early; asking for more re-plans."""
 
     epochs: int
     steps_per_epoch: int

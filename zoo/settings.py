@@ -17,7 +17,7 @@ NONFINITE_POLICIES = ("stop", "skip")
 
 @attrs.frozen
 class RunSettings:
-    epochs: int = option(1, help="Total number of epochs.", min=1)
+    epochs: int = option(1, help="Total number of epochs.", min=1, max=1_000_000)
     max_steps: int | None = option(
         None, help="Stop after this many optimizer steps in total (for quick runs).", min=1
     )
@@ -40,7 +40,7 @@ class RunSettings:
         min=1,
         max=4096,
     )
-    seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0)
+    seed: int = option(0, help="Seed for weights, shuffling and dropout.", min=0, max=2**63 - 1)
     out: str = option("runs", help="Folder in which the run folder is created.")
     data_dir: str | None = option(
         None, help="Folder with the Fashion-MNIST IDX files (else ZOO_DATA_DIR, caches)."
@@ -54,10 +54,13 @@ class RunSettings:
     resume: str | None = option(
         None,
         help="Continue a run from its last checkpoint: its folder, or 'auto' for the newest "
-        "run of this plugin in --out. --epochs and --max-steps count the total.",
+        "run of this plugin in --out. The run's own settings are the defaults; --epochs "
+        "and --max-steps count the total.",
     )
     force: bool = option(
-        False, help="Resume even when the hyperparameters differ from the run's own."
+        False,
+        help="Resume even when the hyperparameters differ from the run's own (they take "
+        "effect, optimizer settings included; config.json keeps the change).",
     )
     on_nonfinite: str = option(
         "stop",
@@ -88,3 +91,18 @@ RESUMABLE_CHANGES = frozenset(
         "on_nonfinite",
     }
 )
+
+TRAIN_IMAGES = 60_000  # Fashion-MNIST's training split (its files are checked by digest)
+
+
+def steps_per_epoch(images: int, batch_size: int, world_size: int = 1) -> int:
+    """Batches per epoch and process: a last batch of one image is dropped (batch norm)."""
+    per_rank = images // world_size
+    return per_rank // batch_size + (per_rank % batch_size > 1)
+
+
+def zero_steps_message(images: int, batch_size: int) -> str:
+    return (
+        f"--train-size: {images} training image(s) at batch {batch_size} give 0 training "
+        "steps per epoch (a last batch of one image is dropped); use at least 2 images"
+    )

@@ -47,7 +47,7 @@ class ColorizerConfig:
     adversarial_weight: float = option(
         1.0, help="Weight of the GAN loss; 0 trains on L1 alone (no discriminator).", min=0.0
     )
-    width: int = option(32, help="Channels of the U-Net's first layer.", min=4)
+    width: int = option(32, help="Channels of the U-Net's first layer.", min=4, max=1024)
     bn_momentum: float = option(
         0.1,
         help="Batch-norm momentum, PyTorch convention (the paper's Keras 0.9 is 0.1 here).",

@@ -20,7 +20,7 @@ NUM_CLASSES = 10
 
 @attrs.frozen
 class GANConfig:
-    z_dim: int = option(62, help="Noise dimensions, z ~ U[0, 1).", min=1)
+    z_dim: int = option(62, help="Noise dimensions, z ~ U[0, 1).", min=1, max=4096)
     lr: float = option(2e-4, help="Adam learning rate of D and G.", min=0.0, min_exclusive=True)
     beta1: float = option(0.5, help="Adam beta1.", min=0.0, max=1.0)
     beta2: float = option(0.999, help="Adam beta2.", min=0.0, max=1.0)

@@ -165,7 +165,7 @@ class InfoGAN(GANPlugin):
 @attrs.frozen
 class WGANConfig(GANConfig):
     clip: float = option(0.01, help="Critic weights are clipped to [-clip, clip].", min=0.0)
-    n_critic: int = option(5, help="Critic updates per generator update.", min=1)
+    n_critic: int = option(5, help="Critic updates per generator update.", min=1, max=1000)
 
 
 class WGAN(GANPlugin):
@@ -190,7 +190,7 @@ class WGAN(GANPlugin):
 @attrs.frozen
 class WGANGPConfig(GANConfig):
     gp_lambda: float = option(10.0, help="Gradient-penalty weight.", min=0.0)
-    n_critic: int = option(5, help="Critic updates per generator update.", min=1)
+    n_critic: int = option(5, help="Critic updates per generator update.", min=1, max=1000)
 
 
 class WGAN_GP(WGAN):  # the paper's spelling
