@@ -22,26 +22,37 @@ import pytest
 import zoo
 from tests.conftest import ZOO
 from tests.test_cli import assert_one_line_error, invoke
+from tests.test_registry import LOCAL_PLUGIN
 from zoo.config import build
 from zoo.errors import ConfigError
 from zoo.plugin import TASKS
 from zoo.registry import Registry
 
-GOOD_PLUGIN = """
-    from zoo import ClassifierPlugin, PluginInfo, hookimpl
+# the registry tests' local plugin, named per test, with code to run before it registers
+GOOD_PLUGIN = LOCAL_PLUGIN.replace('"local-linear"', '"{name}"').replace(
+    "        register(Local)", "        {before_register}\n        register(Local)"
+)
 
-    class Good(ClassifierPlugin):
-        info = PluginInfo(name="{name}", task="classify", summary="a well-behaved plugin")
 
-        def build_network(self):
-            from torch import nn
-            return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+def _plugin_with_field(name: str, field: str, header: str = "") -> str:
+    """A plugin module whose Config has the one ``field`` line given."""
+    return f"""
+        {header}
+        import attrs
+        from zoo import ClassifierPlugin, PluginInfo, hookimpl, option
 
-    @hookimpl
-    def register_plugins(register):
-        {before_register}
-        register(Good)
-"""
+        @attrs.frozen
+        class Cfg:
+            {field}
+
+        class Faulty(ClassifierPlugin):
+            info = PluginInfo(name="{name}", task="classify", summary="x")
+            Config = Cfg
+
+        @hookimpl
+        def register_plugins(register):
+            register(Faulty)
+        """
 
 
 def _good(name: str, before_register: str = "pass", prelude: str = "") -> str:
@@ -93,23 +104,11 @@ HOSTILE = {
         "Weird: not an Exception at all",
     ),
     "unresolvable_annotation": (
-        """
-        from __future__ import annotations
-        import attrs
-        from zoo import ClassifierPlugin, PluginInfo, hookimpl, option
-
-        @attrs.frozen
-        class Cfg:
-            x: NoSuchType = option(1, help="a type that does not exist")
-
-        class Bad(ClassifierPlugin):
-            info = PluginInfo(name="bad-annotation", task="classify", summary="x")
-            Config = Cfg
-
-        @hookimpl
-        def register_plugins(register):
-            register(Bad)
-        """,
+        _plugin_with_field(
+            "bad-annotation",
+            'x: NoSuchType = option(1, help="a type that does not exist")',
+            "from __future__ import annotations",
+        ),
         "Cfg: cannot resolve its field types (NameError",
     ),
 }
@@ -277,22 +276,9 @@ def test_a_symlinked_module_loads_inside_the_folder_and_is_refused_truthfully_ou
     assert "outside the registry folder" in warnings[0]
 
 
-BAD_DEFAULT = """
-    import attrs
-    from zoo import ClassifierPlugin, PluginInfo, hookimpl, option
-
-    @attrs.frozen
-    class Cfg:
-        x: int = option(-1, min=0, help="must not be negative")
-
-    class BadDefault(ClassifierPlugin):
-        info = PluginInfo(name="bad-default", task="classify", summary="x")
-        Config = Cfg
-
-    @hookimpl
-    def register_plugins(register):
-        register(BadDefault)
-"""
+BAD_DEFAULT = _plugin_with_field(
+    "bad-default", 'x: int = option(-1, min=0, help="must not be negative")'
+)
 
 
 def test_a_config_default_that_breaks_its_own_minimum_names_plugin_and_field(tmp_path):
