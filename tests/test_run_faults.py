@@ -119,7 +119,8 @@ def test_a_resume_takes_the_runs_own_settings_and_compares_only_what_is_given(tm
 
 
 def test_the_ctrl_c_hint_works_as_printed_with_non_default_settings(tmp_path):
-    options = ["--epochs", "2", "--train-size", "3000", "--test-size", "50", "--seed", "5",
+    # 10 epochs of 94 steps: seconds of training left when the signal lands at step 25
+    options = ["--epochs", "10", "--train-size", "3000", "--test-size", "50", "--seed", "5",
                "--precision", "fp32", "--lr-schedule", "constant", "--no-progress",
                "--device", "cpu"]  # fmt: skip
     out = tmp_path / "stopped"
