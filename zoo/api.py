@@ -223,10 +223,10 @@ def _open_run_folder(prepared: Prepared, recorded: Mapping[str, Any]) -> tuple[P
         if not issubclass(prepared.plugin, TrainablePlugin):
             raise configs.ConfigError(f"--resume: plugin '{info.name}' trains nothing to resume")
         path = _resume_folder(prepared.plugin, settings.resume, settings.out)
-        read_run(path)  # not a run folder: say so before anything else
+        record = read_run(path)  # not a run folder: say so before anything else
         lock = RunLock(path).acquire("resume")
         try:
-            _check_resume(prepared, path)
+            _check_resume(prepared, path, record)
         except BaseException:
             lock.release()
             raise
@@ -288,13 +288,12 @@ def _resume_folder(plugin: type[Plugin], resume: str, out: str) -> Path:
     return runs[-1]
 
 
-def _check_resume(prepared: Prepared, path: Path) -> None:
+def _check_resume(prepared: Prepared, path: Path, record: RunRecord) -> None:
     """The run is this plugin's, has a checkpoint, has epochs or steps left to train,
     and learns as this call asks; reads only."""
     from zoo.checkpoints import read_meta
 
     info, settings = prepared.plugin.info, prepared.settings
-    record = read_run(path)
     if record.plugin != info.name:
         raise configs.ConfigError(
             f"--resume {path}: that is a run of '{record.plugin}', not '{info.name}'"

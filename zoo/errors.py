@@ -6,6 +6,12 @@ The CLI prints ``str(error)`` without a traceback and exits with ``exit_code``.
 from __future__ import annotations
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """A message (often another library's) as one line of at most ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
 class ZooError(Exception):
     """Base class of every error the zoo reports to a user."""
 

@@ -22,7 +22,7 @@ from zoo import html
 from zoo.errors import ConfigError, RunError
 from zoo.html import Markup
 from zoo.run_report import REPORT_FILE, Picture, RunSummary, summarize
-from zoo.runs import CONFIG_FILE, FAILED_FILE, write_atomic
+from zoo.runs import CONFIG_FILE, FAILED_FILE, holds_only_config, write_atomic
 
 BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images", "samples",
                "real_images", "skipped_updates", "sampling_seed", "floor_images",
@@ -212,11 +212,7 @@ def _skip_reason(path: Path) -> str | None:
         return None  # summarize() says what is wrong with it
     if (path / FAILED_FILE).exists():
         return f"it failed (see {path / FAILED_FILE}); resume or delete it"
-    try:
-        names = {child.name for child in path.iterdir()}
-    except OSError:
-        return None
-    if names == {CONFIG_FILE}:
+    if (path / CONFIG_FILE).is_file() and holds_only_config(path):
         return "it holds only config.json (a run that never got going); delete it"
     return None
 

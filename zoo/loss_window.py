@@ -82,7 +82,6 @@ class LossWindow:
         """The window as JSON: float32 sums survive the float64 round trip exactly."""
         return {
             "sums": {k: float(v) for k, v in self.sums.items()},
-            "sum_dtypes": {k: str(v.dtype).removeprefix("torch.") for k, v in self.sums.items()},
             "weights": {k: int(w) for k, w in self.weights.items()},
             "first_bad": None if self.first_bad is None else int(self.first_bad),
             "first_step": self.first_step,
@@ -95,10 +94,8 @@ class LossWindow:
         """A window as :meth:`state` saved it, on ``device``; counters continue from the
         plugin's (reset) ones."""
         window = cls(plugin)
-        dtypes = state.get("sum_dtypes", {})
-        for key, value in state["sums"].items():
-            dtype = getattr(torch, str(dtypes.get(key, "float32")), torch.float32)
-            window.sums[key] = torch.tensor(value, dtype=dtype, device=device)
+        for key, value in state["sums"].items():  # add() keeps every sum in float32
+            window.sums[key] = torch.tensor(value, dtype=torch.float32, device=device)
         window.weights = {k: _weight(w, window.drop_nonfinite, device)
                           for k, w in state["weights"].items()}  # fmt: skip
         if state.get("first_bad") is not None:

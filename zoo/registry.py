@@ -37,7 +37,7 @@ import pluggy
 
 from zoo import hookspecs
 from zoo.config import check_defaults, field_specs, read_toml
-from zoo.errors import ConfigError, PluginLoadError, UnknownPluginError
+from zoo.errors import ConfigError, PluginLoadError, UnknownPluginError, one_line
 from zoo.plugin import TASKS, Plugin, PluginInfo
 from zoo.settings import SETTING_NAMES
 
@@ -249,7 +249,7 @@ class Registry:
         entry, error = _plugin_code(lambda: self._make_entry(plugin, source))
         name = _plugin_name(plugin)
         if error is not None:
-            problem = _one_line(str(error)) if type(error) in (TypeError, ValueError) else None
+            problem = one_line(str(error)) if type(error) in (TypeError, ValueError) else None
             self._report(source, name, problem or _describe(error, "raised "))
             return
         if entry.name in self._entries:
@@ -379,17 +379,12 @@ def _flush(*streams: Any) -> None:
 def _describe(error: BaseException, verb: str = "") -> str:
     """What plugin code raised, in one line: ``called sys.exit(3)``, ``ValueError: ...``."""
     if isinstance(error, SystemExit):
-        return _one_line(f"called sys.exit({error.code!r})")
+        return one_line(f"called sys.exit({error.code!r})")
     try:
         message = str(error)
     except Exception:  # a hostile __str__
         message = "(its message cannot be shown)"
-    return _one_line(f"{verb}{type(error).__name__}" + (f": {message}" if message else ""))
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(f"{verb}{type(error).__name__}" + (f": {message}" if message else ""))
 
 
 def _plugin_name(plugin: Any) -> str | None:

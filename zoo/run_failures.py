@@ -13,9 +13,9 @@ import shutil
 import time
 from pathlib import Path
 
-from zoo.errors import CheckpointError, Interrupted, PluginError, ZooError
+from zoo.errors import CheckpointError, Interrupted, PluginError, ZooError, one_line
 from zoo.progress import resume_command
-from zoo.runs import CONFIG_FILE, FAILED_FILE, STATE_FILE, write_json
+from zoo.runs import FAILED_FILE, STATE_FILE, holds_only_config, write_json
 
 
 def as_zoo_error(error: BaseException, plugin_name: str) -> ZooError:
@@ -28,9 +28,8 @@ def as_zoo_error(error: BaseException, plugin_name: str) -> ZooError:
         return Interrupted("interrupted by Ctrl-C")
     if isinstance(error, SystemExit):
         return PluginError(f"plugin '{plugin_name}' called sys.exit({error.code!r}) while running")
-    text = " ".join(str(error).split())[:300]
     return PluginError(
-        f"running plugin '{plugin_name}' failed: {type(error).__name__}: {text} (`zoo "
+        f"running plugin '{plugin_name}' failed: {type(error).__name__}: {one_line(error)} (`zoo "
         "--debug ...` shows where)"
     )
 
@@ -46,7 +45,7 @@ def settle(
     if not touched:
         return _with(error, f"{path} is unchanged")
     header = _checkpoint_header(path)
-    if header is None and _holds_only_config(path):
+    if header is None and holds_only_config(path):
         shutil.rmtree(path, ignore_errors=True)
         return _with(error, f"nothing had been saved yet, so {path} was removed")
     if header is None:
@@ -92,13 +91,6 @@ def _checkpoint_header(path: Path) -> dict | None:
         return dict(read_meta(path, STATE_FILE))
     except (CheckpointError, TypeError, ValueError):
         return None
-
-
-def _holds_only_config(path: Path) -> bool:
-    try:
-        return {p.name for p in path.iterdir()} <= {CONFIG_FILE}
-    except OSError:
-        return False
 
 
 def _mark_failed(path: Path, message: str, step: int | None) -> None:

@@ -205,6 +205,14 @@ def is_outside_link(path: Path, folder: Path | None = None) -> bool:
         return True
 
 
+def holds_only_config(path: Path) -> bool:
+    """A run folder that never got going: nothing in it but its config.json."""
+    try:
+        return {child.name for child in path.iterdir()} <= {CONFIG_FILE}
+    except OSError:
+        return False
+
+
 @attrs.frozen
 class RunRecord:
     """What ``config.json`` says about a run folder."""

@@ -22,7 +22,15 @@ from zoo.artifacts import plot_losses
 from zoo.config import to_dict
 from zoo.data import Batch, iterate_batches
 from zoo.devices import autocast, resolve_device, resolve_precision
-from zoo.errors import CheckpointError, ConfigError, Interrupted, PluginError, RunError, ZooError
+from zoo.errors import (
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    PluginError,
+    RunError,
+    ZooError,
+    one_line,
+)
 from zoo.evaluation import evaluate, evaluate_with_inputs, save_results
 from zoo.loss_window import LossWindow
 from zoo.plugin import TrainablePlugin, TrainPlan
@@ -139,13 +147,11 @@ def _check_batch_norm(modules: torch.nn.Module, batch_size: int, images: int) ->
         )
 
 
-def plan_run(
-    epochs: int, per_epoch: int, recorded: Mapping[str, Any] | None
-) -> tuple[TrainPlan, str | None]:
-    """The run's plan, fixed by the call that started it: a resume asking for fewer
-    epochs (or --max-steps) only stops early, one asking for more re-plans and says so."""
-    if recorded is not None:
-        planned = int(recorded["epochs"])
+def plan_run(epochs: int, per_epoch: int, planned: int | None) -> tuple[TrainPlan, str | None]:
+    """The run's plan, fixed by the call that started it (``planned`` epochs; None for a
+    new run): a resume asking for fewer epochs (or --max-steps) only stops early, one
+    asking for more re-plans and says so."""
+    if planned is not None:
         if planned >= epochs:
             return TrainPlan(planned, per_epoch, planned * per_epoch), None
         note = (
@@ -187,6 +193,7 @@ class Trainer:
         self.settings = run.settings
         self.position = Position()
         self._stop: StopRequest | None = None
+        self._header: Mapping[str, Any] = {}  # the resumed checkpoint's, set by _setup
 
     def fit(self) -> dict[str, Any]:
         """Train the plugin; Ctrl-C saves a checkpoint at the next step and stops."""
@@ -207,7 +214,7 @@ class Trainer:
         except Exception as error:
             raise PluginError(
                 f"plugin '{self.plugin.info.name}' failed in {hook} after step "
-                f"{self.position.step}: {type(error).__name__}: {_one_line(error)}"
+                f"{self.position.step}: {type(error).__name__}: {one_line(error)}"
             ) from error
 
     def _fit(self) -> dict[str, Any]:
@@ -236,6 +243,8 @@ class Trainer:
         per_epoch = steps_per_epoch(len(self.train), settings.batch_size, world.size)
         if per_epoch == 0:
             raise ConfigError(zero_steps_message(len(self.train), settings.batch_size))
+        # the checkpoint a resume continues: read once, for its plan and its loss windows
+        self._header = checkpoints.read_meta(run.path, STATE_FILE) if settings.resume else {}
         plugin.plan, note = plan_run(settings.epochs, per_epoch, self._recorded_plan(per_epoch))
         self.stop_at = settings.epochs * per_epoch
         if settings.max_steps is not None:
@@ -255,12 +264,10 @@ class Trainer:
             torch.manual_seed(settings.seed + world.rank)  # own noise and dropout per replica
         return note
 
-    def _recorded_plan(self, per_epoch: int) -> Mapping[str, Any] | None:
-        """The plan in the checkpoint a resume continues (None: a new run, or one from
-        before zoo recorded plans); its epochs must have as many steps as this call's."""
-        if not self.settings.resume:
-            return None
-        plan = checkpoints.read_meta(self.run.path, STATE_FILE).get("plan")
+    def _recorded_plan(self, per_epoch: int) -> int | None:
+        """The planned epochs in the checkpoint a resume continues (None: a new run, or
+        one from before zoo recorded plans); its epochs must have this call's steps."""
+        plan = self._header.get("plan")
         if not isinstance(plan, Mapping):
             return None
         try:
@@ -276,14 +283,14 @@ class Trainer:
                 f"would have {per_epoch} (batch size, training images or processes differ); "
                 "resume with the run's own"
             )
-        return {"epochs": recorded[0]}
+        return recorded[0]
 
     def _begin(self) -> _Windows | None:
         """Restore a checkpoint into the networks, optimizers and RNGs. Only once all of
         it is checked is the run folder touched: config.json records the call, stale temp
         files go, and the logs are cut back to the checkpoint."""
         fresh = _hyperparameters(self.optimizers)
-        windows = self._restored_windows(checkpoints.read_meta(self.run.path, STATE_FILE))
+        windows = self._restored_windows(self._header)
         rng, header = checkpoints.resume(
             self.run.path, self.modules, self.optimizers, self.plugin.info.name, publish=False
         )
@@ -327,7 +334,7 @@ class Trainer:
                 torch.cuda.set_rng_state(rng["cuda"], self.device)
         except (KeyError, RuntimeError, TypeError, ValueError) as error:
             raise CheckpointError(
-                f"{self.run.path / STATE_FILE} holds no usable RNG state ({_one_line(error)}); "
+                f"{self.run.path / STATE_FILE} holds no usable RNG state ({one_line(error)}); "
                 "the run cannot be resumed exactly"
             ) from None
         if self.world.active:
@@ -659,8 +666,3 @@ def _covered(record: Mapping[str, Any], key: str, limit: int) -> bool:
     of a --max-steps stop (the resumed run writes the whole one)."""
     value = record.get(key)
     return isinstance(value, int) and value <= limit and not record.get("partial")
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
