@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from zoo.errors import CheckpointError
+from zoo.errors import CheckpointError, first_line
 from zoo.runs import MODEL_FILE, STATE_FILE, load_json, write_atomic
 
 FORMAT = "zoo-checkpoint"
@@ -73,7 +73,7 @@ def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         header = _header(blob[8 : 8 + int.from_bytes(blob[:8], "little")])
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
-            f"{path} is corrupt or truncated ({_first_line(error)}); re-train the run"
+            f"{path} is corrupt or truncated ({first_line(error)}); re-train the run"
         ) from None
     _check_header(path, header)
     return tensors, header
@@ -117,10 +117,6 @@ def _is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-
-
 def read_meta(run_dir: Path, file: str = MODEL_FILE) -> dict[str, Any]:
     """The zoo header of a checkpoint file, checked as ``_read`` does, without reading
     its tensors."""
@@ -134,7 +130,7 @@ def read_meta(run_dir: Path, file: str = MODEL_FILE) -> dict[str, Any]:
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing: this run has no checkpoint") from None
     except (OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is corrupt or truncated ({_first_line(error)})") from None
+        raise CheckpointError(f"{path} is corrupt or truncated ({first_line(error)})") from None
     _check_header(path, header)
     return header
 
@@ -297,7 +293,7 @@ def _try_generator(path: Path, name: str, state: torch.Tensor, generator) -> Non
         generator.set_state(state)
     except (RuntimeError, ValueError, TypeError) as error:
         raise CheckpointError(
-            f"{path}: RNG state rng.{name} is not a generator state ({_first_line(error)}); "
+            f"{path}: RNG state rng.{name} is not a generator state ({first_line(error)}); "
             "the file is damaged (re-train the run)"
         ) from None
 
@@ -338,7 +334,7 @@ def _load_optimizers(
         except (ValueError, KeyError, RuntimeError, TypeError) as error:
             raise CheckpointError(
                 f"{path}: the state of optimizer '{name}' does not fit this run "
-                f"({_first_line(error)})"
+                f"({first_line(error)})"
             ) from None
     return {k[len("rng.") :]: v for k, v in tensors.items() if k.startswith("rng.")}
 

@@ -12,6 +12,12 @@ def one_line(text: object, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type where it has none), for the
+    parenthesis of a one-line error."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:limit]
+
+
 class ZooError(Exception):
     """Base class of every error the zoo reports to a user."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from zoo.errors import RunError, StorageError
+from zoo.errors import RunError, StorageError, first_line
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -244,7 +244,7 @@ def read_run(path: str | os.PathLike) -> RunRecord:
         data = load_json(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON, too deep
         raise RunError(
-            f"{config_file} is damaged ({_first_line(error)}); this folder is not a usable zoo run"
+            f"{config_file} is damaged ({first_line(error)}); this folder is not a usable zoo run"
         ) from None
     parts = _record_parts(data)
     if parts is None:
@@ -262,10 +262,6 @@ def _record_parts(data: Any) -> tuple | None:
     if not isinstance(plugin, str) or not all(isinstance(t, dict) for t in tables):
         return None
     return (plugin, str(version), *tables)
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 @attrs.define
