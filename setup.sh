@@ -28,13 +28,13 @@ apt_install() {  # Debian packages, as root or through sudo
     $SUDO apt-get update -q && $SUDO apt-get install -y -q "$@"
 }
 
-if ! .venv/bin/python -c "from zoo.data import find_data_dir; find_data_dir()" 2>/dev/null; then
+if ! .venv/bin/python -c "from zoo.core.data import find_data_dir; find_data_dir()" 2>/dev/null; then
     echo "setup: Fashion-MNIST not found; installing Debian's dataset-fashion-mnist"
     apt_install dataset-fashion-mnist || echo "setup: warning: apt could not install it"
     .venv/bin/python -c "
 import sys
-from zoo.data import find_data_dir
-from zoo.errors import ZooError
+from zoo.core.data import find_data_dir
+from zoo.core.errors import ZooError
 try:
     print('setup: data in', find_data_dir())
 except ZooError as error:

@@ -36,10 +36,10 @@ DEMO_COLORS = ("red", "gold", "limegreen", "deepskyblue", "navy", "deeppink")
 def gray_copy_row(test_size: int | None) -> dict:
     import torch
 
-    from zoo import data
-    from zoo.colorization import GrayCopy
-    from zoo.colorization_metrics import ColorizationEvidence
-    from zoo.evaluation import evaluate
+    from zoo.core import data
+    from zoo.engine.evaluator import evaluate
+    from zoo.tasks.colorize.base import GrayCopy
+    from zoo.tasks.colorize.metrics import ColorizationEvidence
 
     split = data.load().test.head(test_size)
     evidence = ColorizationEvidence(GrayCopy(), split, device=torch.device("cpu"))
@@ -50,10 +50,10 @@ def requested_colors_sheet(run_dir: Path, path: Path) -> None:
     """Rows: one test garment per class; columns: gray, then each of DEMO_COLORS."""
     import torch
 
-    from zoo import data
-    from zoo.artifacts import save_grid
-    from zoo.data import to_float
-    from zoo.palette import parse_color
+    from zoo.core import data
+    from zoo.core.data import to_float
+    from zoo.reports.plots import save_grid
+    from zoo.tasks.colorize.palette import parse_color
 
     plugin = zoo.load(run_dir).plugin
     test = data.load().test

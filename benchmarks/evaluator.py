@@ -1,4 +1,5 @@
-"""The recipe of zoo's pinned evaluator (zoo/feature_network.py): train it, test it, write it.
+"""The recipe of zoo's pinned evaluator (zoo/tasks/generate/feature_network.py): train,
+test and write it.
 
     .venv/bin/python benchmarks/evaluator.py [--epochs 12] [--out FILE] [--force]
 
@@ -8,7 +9,7 @@ be exactly); no flips, since Fashion-MNIST's shoes all point one way and a featu
 network blind to direction would not see a generator get it wrong. It writes the
 weights as safetensors (metadata: name, recipe, test accuracy) and
 benchmarks/results/evaluator.json; releasing them means copying the file into
-zoo/weights and its SHA-256 into ``PINNED`` in zoo/feature_network.py.
+zoo/weights and its SHA-256 into ``PINNED`` in zoo/tasks/generate/feature_network.py.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, write_result
 
-from zoo import data
-from zoo.feature_network import PINNED, FeatureNetwork, file_sha256
+from zoo.core import data
+from zoo.tasks.generate.feature_network import PINNED, FeatureNetwork, file_sha256
 
 SHIFT = 2  # pixels, each way
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, markdown_table, write_result
 
 import zoo
-from zoo.runs import read_run
+from zoo.core.runs import read_run
 
 NAMES = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp", "dragan", "lsgan")
 

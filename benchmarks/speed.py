@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, write_result
 
 import zoo
-from zoo import data
-from zoo.bench import bench
+from zoo.core import data
+from zoo.engine.bench import bench
 
 BATCH = 64
 

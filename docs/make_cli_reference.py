@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from zoo.cli import cli
-from zoo.registry import Registry, default_registry, use_registry
+from zoo.core.registry import Registry, default_registry, use_registry
 
 TARGET = Path(__file__).resolve().parent / "cli.md"
 

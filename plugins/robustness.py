@@ -9,13 +9,19 @@ from typing import Any
 import torch
 
 import zoo
-from zoo.adversarial import eps_in_range, fgsm_step, foreground_mask, input_gradient, pgd
-from zoo.config import build
-from zoo.data import iterate_batches
-from zoo.devices import resolve_device
-from zoo.errors import ConfigError, RunError
-from zoo.runs import read_run, write_json
-from zoo.settings import RunSettings
+from zoo.core.config import build
+from zoo.core.data import iterate_batches
+from zoo.core.devices import resolve_device
+from zoo.core.errors import ConfigError, RunError
+from zoo.core.runs import read_run, write_json
+from zoo.core.settings import RunSettings
+from zoo.tasks.attack.perturbations import (
+    eps_in_range,
+    fgsm_step,
+    foreground_mask,
+    input_gradient,
+    pgd,
+)
 
 SCALE_NOTES = {
     "paper": "epsilon in [-1, 1] pixel units (the paper's scale)",

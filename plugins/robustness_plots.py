@@ -8,9 +8,9 @@ from typing import Any
 
 import torch
 
-from zoo.adversarial import eps_in_range, fgsm, foreground_mask, pgd
-from zoo.artifacts import pyplot, save_figure
-from zoo.data import CLASSES, to_float
+from zoo.core.data import CLASSES, to_float
+from zoo.reports.plots import pyplot, save_figure
+from zoo.tasks.attack.perturbations import eps_in_range, fgsm, foreground_mask, pgd
 
 LINESTYLES = {"masked": "-", "standard": "--", "pgd": ":"}
 

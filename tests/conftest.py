@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import zoo
-from zoo import data
-from zoo.registry import Registry, default_registry, use_registry
+from zoo.core import data
+from zoo.core.registry import Registry, default_registry, use_registry
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = [sys.executable, "-m", "zoo"]

@@ -12,9 +12,16 @@ from safetensors.torch import load_file
 import zoo
 from tests.conftest import SMALL
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.adversarial import eps_in_range, fgsm, fgsm_step, foreground_mask, input_gradient, pgd
-from zoo.data import load as load_data
-from zoo.data import to_float
+from zoo.core.data import load as load_data
+from zoo.core.data import to_float
+from zoo.tasks.attack.perturbations import (
+    eps_in_range,
+    fgsm,
+    fgsm_step,
+    foreground_mask,
+    input_gradient,
+    pgd,
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.devices import bf16_is_fast, resolve_precision
-from zoo.training import setup_modules
+from zoo.core.devices import bf16_is_fast, resolve_precision
+from zoo.engine.trainer import setup_modules
 
 QUICK = ("--steps", "3", "--windows", "3", "--warmup", "1")
 

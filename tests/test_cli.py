@@ -158,7 +158,7 @@ def test_bad_config_files(tmp_path):
 
 def test_registry_option_adds_local_plugins(tmp_path):
     from tests.test_registry import LOCAL_PLUGIN, _write_local
-    from zoo.registry import default_registry, use_registry
+    from zoo.core.registry import default_registry, use_registry
 
     registry_file = _write_local(tmp_path, LOCAL_PLUGIN, name="cli_local_plugin")
     previous = default_registry()

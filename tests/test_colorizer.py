@@ -11,14 +11,14 @@ from PIL import Image, ImageOps
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo import data
-from zoo.color_data import build_color_dataset, estimate_colors, paint, random_colors
-from zoo.colorization import ColorizerPlugin, GrayCopy
-from zoo.colorization_metrics import ColorizationEvidence
-from zoo.evaluation import evaluate
-from zoo.images import read_garment, to_fashion_mnist
-from zoo.palette import Palette, default_palette, load_palette, parse_color
-from zoo.runs import read_jsonl
+from zoo.core import data
+from zoo.core.runs import read_jsonl
+from zoo.engine.evaluator import evaluate
+from zoo.tasks.colorize.base import ColorizerPlugin, GrayCopy
+from zoo.tasks.colorize.color_data import build_color_dataset, estimate_colors, paint, random_colors
+from zoo.tasks.colorize.images import read_garment, to_fashion_mnist
+from zoo.tasks.colorize.metrics import ColorizationEvidence
+from zoo.tasks.colorize.palette import Palette, default_palette, load_palette, parse_color
 
 TINY = {"train_size": 640, "test_size": 200, "batch_size": 64, "progress": False}
 DRESS = data.CLASSES.index("Dress")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from zoo import data
-from zoo.errors import DataError
+from zoo.core import data
+from zoo.core.errors import DataError
 
 
 def _copy_raw(source: Path, target: Path, *, decompress: bool) -> Path:

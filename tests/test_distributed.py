@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from zoo.runs import read_jsonl
+from zoo.core.runs import read_jsonl
 
 
 def torchrun(*args: str, cwd) -> subprocess.CompletedProcess:

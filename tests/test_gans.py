@@ -13,7 +13,7 @@ from PIL import Image
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.artifacts import save_grid
+from zoo.reports.plots import save_grid
 from zoo_plugins.gans.losses import gradient_penalty
 from zoo_plugins.gans.variants import VARIANTS
 
@@ -189,7 +189,7 @@ def test_frechet_distance_matches_an_independent_scipy_computation():
     import numpy as np
     from scipy import linalg
 
-    from zoo.generative_metrics import frechet_distance, gaussian
+    from zoo.tasks.generate.metrics import frechet_distance, gaussian
 
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(400, 16, generator=generator, dtype=torch.float64)
@@ -211,7 +211,7 @@ def test_frechet_distance_matches_an_independent_scipy_computation():
 
 
 def test_classifier_score_bounds():
-    from zoo.generative_metrics import classifier_score
+    from zoo.tasks.generate.metrics import classifier_score
 
     assert classifier_score(torch.zeros(50, 10)) == pytest.approx(1.0)
     confident = torch.full((100, 10), -30.0)
@@ -222,7 +222,7 @@ def test_classifier_score_bounds():
 def test_gan_runs_are_judged_by_the_pinned_evaluator_after_training(gan_runs):
     """No classifier run needed: the trainer writes eval.json in the pinned features, and
     `zoo eval` with its defaults reproduces it exactly."""
-    from zoo.feature_network import PINNED
+    from zoo.tasks.generate.feature_network import PINNED
 
     run = gan_runs["cgan"]
     recorded = json.loads((run.path / "eval.json").read_text())
@@ -277,7 +277,7 @@ def test_real_features_are_cached_reused_and_rewritten_when_damaged(gan_runs, tm
 
 
 def test_a_classifier_run_can_judge_and_its_numbers_say_so(gan_runs, dense_run, tmp_path):
-    from zoo.generative_metrics import weights_digest
+    from zoo.tasks.generate.metrics import weights_digest
 
     run, other = _copy(gan_runs["cgan"], tmp_path), _copy(gan_runs["gan"], tmp_path)
     pinned = zoo.evaluate(run, samples=200)

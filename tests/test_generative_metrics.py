@@ -13,12 +13,12 @@ import torch
 from safetensors import safe_open
 
 from tests.test_cli import assert_one_line_error, invoke
-from zoo import feature_network
-from zoo import generative_metrics as gm
-from zoo.data import iterate_batches
-from zoo.data import load as load_data
-from zoo.errors import CheckpointError
-from zoo.feature_network import PINNED, file_sha256, load_pinned
+from zoo.core.data import iterate_batches
+from zoo.core.data import load as load_data
+from zoo.core.errors import CheckpointError
+from zoo.tasks.generate import feature_network
+from zoo.tasks.generate import metrics as gm
+from zoo.tasks.generate.feature_network import PINNED, file_sha256, load_pinned
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from tests.test_cli import invoke
-from zoo.errors import CheckpointError
-from zoo.runs import read_jsonl
+from zoo.core.errors import CheckpointError
+from zoo.core.runs import read_jsonl
 
 FUZZ = settings(
     max_examples=30,

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 import zoo
 from tests.test_cli import invoke
-from zoo.config import field_specs
-from zoo.errors import ConfigError
-from zoo.registry import Registry, read_registry_file
-from zoo.settings import RunSettings
+from zoo.core.config import field_specs
+from zoo.core.errors import ConfigError
+from zoo.core.registry import Registry, read_registry_file
+from zoo.core.settings import RunSettings
 
 EXAMPLES = settings(  # derandomized, no example database: every CI run tries the same inputs
     max_examples=60,

@@ -23,10 +23,10 @@ import zoo
 from tests.conftest import ZOO
 from tests.test_cli import assert_one_line_error, invoke
 from tests.test_registry import LOCAL_PLUGIN
-from zoo.config import build
-from zoo.errors import ConfigError
-from zoo.plugin import TASKS
-from zoo.registry import Registry
+from zoo.core.config import build
+from zoo.core.contract import TASKS
+from zoo.core.errors import ConfigError
+from zoo.core.registry import Registry
 
 # the registry tests' local plugin, named per test, with code to run before it registers
 GOOD_PLUGIN = LOCAL_PLUGIN.replace('"local-linear"', '"{name}"').replace(

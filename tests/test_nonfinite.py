@@ -12,9 +12,9 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_cli import invoke
-from zoo import checkpoints
-from zoo.plugin import TrainPlan
-from zoo.runs import read_jsonl
+from zoo.core import checkpoints
+from zoo.core.contract import TrainPlan
+from zoo.core.runs import read_jsonl
 
 # 256 images at batch 32: 8 steps per epoch
 OPTIONS = ("--train-size", "256", "--test-size", "64", "--seed", "1", "--no-progress")

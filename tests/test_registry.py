@@ -11,8 +11,8 @@ import pytest
 
 import zoo
 from zoo import ClassifierPlugin, Plugin, PluginInfo, option
-from zoo.errors import ConfigError, PluginLoadError, UnknownPluginError
-from zoo.registry import Registry
+from zoo.core.errors import ConfigError, PluginLoadError, UnknownPluginError
+from zoo.core.registry import Registry
 
 
 class Tiny(ClassifierPlugin):

@@ -15,7 +15,7 @@ from PIL import Image
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.html import MIME
+from zoo.reports.html import MIME
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome-headless-shell")
 

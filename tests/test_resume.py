@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.runs import append_jsonl, read_jsonl
+from zoo.core.runs import append_jsonl, read_jsonl
 
 TIMING = {"seconds", "images_per_s"}
 SETTINGS = {
@@ -167,8 +167,8 @@ def test_resuming_brings_a_model_file_one_checkpoint_behind_up_to_the_state(
 ):
     """A crash between the state and the model writes leaves the model one epoch behind;
     restoring from the state rewrites it."""
-    from zoo import checkpoints
-    from zoo.plugin import TrainPlan
+    from zoo.core import checkpoints
+    from zoo.core.contract import TrainPlan
 
     behind = tmp_path / "behind.safetensors"
     shutil.copy(dense_one_epoch.path / "model.safetensors", behind)

@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import zoo
 from tests.conftest import ZOO, run_cli
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.runs import read_jsonl
+from zoo.core.runs import read_jsonl
 
 TIMING = {"seconds", "images_per_s"}
 # 1000 images at dense's batch 32: 32 steps per epoch (the last batch holds 8)

@@ -132,5 +132,5 @@ def test_wheel_ships_the_builtin_catalogue(tmp_path):
     (wheel,) = tmp_path.glob("zoo-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith(".data/data/share/zoo/registry.toml") for n in names)
-    assert "zoo_plugins/classifiers.py" in names and "zoo/registry.py" in names
+    assert "zoo_plugins/classifiers.py" in names and "zoo/core/registry.py" in names
     assert not any(n.startswith("plugins/") for n in names)

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.conftest import SMALL
-from zoo import checkpoints
-from zoo.data import CLASSES, to_float
-from zoo.data import load as load_data
-from zoo.runs import RunContext, new_run_dir, write_json
+from zoo.core import checkpoints
+from zoo.core.data import CLASSES, to_float
+from zoo.core.data import load as load_data
+from zoo.core.runs import RunContext, new_run_dir, write_json
 
 
 def _without_timing(history):

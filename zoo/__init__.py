@@ -5,8 +5,6 @@ Importing this package does not import torch; the heavy parts load on first use.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from zoo.api import (
     LoadedRun,
     RunResult,
@@ -20,10 +18,10 @@ from zoo.api import (
     run,
     sample,
 )
-from zoo.classification import ClassifierConfig, ClassifierPlugin
-from zoo.colorization import ColorizerPlugin
-from zoo.config import option
-from zoo.errors import (
+from zoo.core import __version__
+from zoo.core.config import option
+from zoo.core.contract import TASKS, Plugin, PluginInfo, TrainablePlugin
+from zoo.core.errors import (
     CheckpointError,
     ConfigError,
     DataError,
@@ -32,9 +30,10 @@ from zoo.errors import (
     UnknownPluginError,
     ZooError,
 )
-from zoo.generation import GeneratorPlugin
-from zoo.hookspecs import hookimpl
-from zoo.plugin import TASKS, Plugin, PluginInfo, TrainablePlugin
+from zoo.core.hookspecs import hookimpl
+from zoo.tasks.classify import ClassifierConfig, ClassifierPlugin
+from zoo.tasks.colorize.base import ColorizerPlugin
+from zoo.tasks.generate.base import GeneratorPlugin
 
 __all__ = [
     "TASKS",

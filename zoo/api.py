@@ -11,11 +11,11 @@ from typing import Any
 
 import attrs
 
-from zoo import config as configs
-from zoo.errors import ConfigError, Interrupted, RunError, ZooError
-from zoo.plugin import Plugin, TrainablePlugin
-from zoo.registry import PluginEntry, default_registry
-from zoo.runs import (
+from zoo.core import config as configs
+from zoo.core.contract import Plugin, TrainablePlugin
+from zoo.core.errors import ConfigError, Interrupted, RunError, ZooError
+from zoo.core.registry import PluginEntry, default_registry
+from zoo.core.runs import (
     CONFIG_FILE,
     FAILED_FILE,
     STATE_FILE,
@@ -24,7 +24,7 @@ from zoo.runs import (
     new_run_dir,
     read_run,
 )
-from zoo.settings import (
+from zoo.core.settings import (
     SETTING_NAMES,
     TRAIN_IMAGES,
     RunSettings,
@@ -70,7 +70,7 @@ class Prepared:
             "settings": configs.to_dict(self.settings),
         }
         if issubclass(self.plugin, TrainablePlugin):
-            from zoo.devices import resolved_choices
+            from zoo.core.devices import resolved_choices
 
             recorded["resolved"] = resolved_choices(self.settings.device, self.settings.precision)
         return recorded
@@ -138,7 +138,7 @@ class RunResult:
 def execute(prepared: Prepared) -> RunResult:
     """Create (or, resuming, lock and check) the run folder and let the plugin do its
     job. A failure says what became of the folder; a success clears an earlier failure."""
-    from zoo import distributed
+    from zoo.core import distributed
 
     info = prepared.plugin.info
     world = distributed.current_world()
@@ -156,7 +156,7 @@ def execute(prepared: Prepared) -> RunResult:
         path = Path(distributed.broadcast_text(world, str(path) if path else None))
         metrics = _run_plugin(prepared, path, recorded, world)
         if world.is_main:
-            from zoo.run_failures import clear_failure
+            from zoo.engine.failures import clear_failure
 
             clear_failure(path)
             _refresh_report(path)
@@ -176,7 +176,7 @@ def _run_plugin(prepared: Prepared, path: Path, recorded: Any, world: Any) -> Ma
     def before_first_write(step: int) -> None:
         nonlocal touched
         touched = True
-        from zoo.run_history import write_resume
+        from zoo.core.run_history import write_resume
 
         write_resume(path, recorded, step, prepared.settings.force)
 
@@ -200,7 +200,7 @@ def _recorded(prepared: Prepared) -> dict[str, Any]:
 
 def _settle(path: Path, name: str, error: BaseException, touched: bool, epochs: int) -> None:
     """Raise ``error`` as one line that says what became of the run folder."""
-    from zoo.run_failures import as_zoo_error, settle
+    from zoo.engine.failures import as_zoo_error, settle
 
     failure = as_zoo_error(error, name)
     if isinstance(error, Interrupted):  # Ctrl-C, checkpoint saved: not a failure
@@ -214,9 +214,9 @@ def _settle(path: Path, name: str, error: BaseException, touched: bool, epochs: 
 def _open_run_folder(prepared: Prepared, recorded: Mapping[str, Any]) -> tuple[Path, Any]:
     """The run folder, locked for this process: a resumed one once checked (nothing is
     written into it yet), or a new one with its config.json."""
-    from zoo.locking import RunLock
-    from zoo.run_failures import settle
-    from zoo.run_history import write_start
+    from zoo.core.locking import RunLock
+    from zoo.core.run_history import write_start
+    from zoo.engine.failures import settle
 
     info, settings = prepared.plugin.info, prepared.settings
     if settings.resume:
@@ -246,7 +246,7 @@ def _open_run_folder(prepared: Prepared, recorded: Mapping[str, Any]) -> tuple[P
 
 def _refresh_report(path: Path) -> None:
     """Write the run's report.html; a run that trained for hours is never failed by it."""
-    from zoo.run_report import write_report
+    from zoo.reports.run_report import write_report
 
     try:
         write_report(path)
@@ -257,7 +257,7 @@ def _refresh_report(path: Path) -> None:
 
 def report(run_dir: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
     """Write a run's self-contained HTML report (default RUN/report.html)."""
-    from zoo.run_report import write_report
+    from zoo.reports.run_report import write_report
 
     return write_report(run_dir, output)
 
@@ -267,7 +267,7 @@ def compare(
 ) -> tuple[Path, Path, str]:
     """Leaderboard of runs: leaderboard.html (sortable) and leaderboard.md in ``out``;
     returns both paths and the Markdown table."""
-    from zoo.leaderboard import write_leaderboard
+    from zoo.reports.leaderboard import write_leaderboard
 
     return write_leaderboard(run_dirs, out, sort=sort)
 
@@ -291,7 +291,7 @@ def _resume_folder(plugin: type[Plugin], resume: str, out: str) -> Path:
 def _check_resume(prepared: Prepared, path: Path, record: RunRecord) -> None:
     """The run is this plugin's, has a checkpoint, has epochs or steps left to train,
     and learns as this call asks; reads only."""
-    from zoo.checkpoints import read_meta
+    from zoo.core.checkpoints import read_meta
 
     info, settings = prepared.plugin.info, prepared.settings
     if record.plugin != info.name:
@@ -321,7 +321,7 @@ def _check_resume(prepared: Prepared, path: Path, record: RunRecord) -> None:
 def _refuse_changes(prepared: Prepared, path: Path, record: RunRecord) -> None:
     """Values this call gives that differ from the run's own are refused (unless
     --force); what fixes the epochs' steps is refused even then."""
-    from zoo.settings import RESUMABLE_CHANGES
+    from zoo.core.settings import RESUMABLE_CHANGES
 
     asked = prepared.to_dict()
     now = {**asked["config"], **asked["settings"]}  # tuples already lists, as in the file
@@ -394,9 +394,9 @@ class LoadedRun:
 
 def load(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     """Rebuild a trained run's plugin from config.json and model.safetensors."""
-    from zoo import checkpoints
-    from zoo.devices import resolve_device
-    from zoo.training import setup_modules
+    from zoo.core import checkpoints
+    from zoo.core.devices import resolve_device
+    from zoo.engine.trainer import setup_modules
 
     record = read_run(run_dir)
     plugin_class = get_plugin(record.plugin)
@@ -436,7 +436,7 @@ def evaluate(
     drawn from ``seed`` meet the test split, and as many training images give the
     real-data floor.
     """
-    from zoo.locking import RunLock
+    from zoo.core.locking import RunLock
 
     loaded = load(run_dir, device=device)
     with RunLock(loaded.path).acquire("evaluate"):
@@ -444,9 +444,9 @@ def evaluate(
 
 
 def _evaluate_loaded(loaded: LoadedRun, test_size, data_dir, classifier, samples, seed) -> dict:
-    from zoo import data as datasets
-    from zoo.evaluation import check_result_targets, evaluate_with_inputs, save_results
-    from zoo.generation import GeneratorPlugin
+    from zoo.core import data as datasets
+    from zoo.engine.evaluator import check_result_targets, evaluate_with_inputs, save_results
+    from zoo.tasks.generate.base import GeneratorPlugin
 
     check_result_targets(loaded.path)
     settings = configs.build(RunSettings, loaded.record.settings)
@@ -465,7 +465,7 @@ def _evaluate_loaded(loaded: LoadedRun, test_size, data_dir, classifier, samples
     )
     results = evaluate_with_inputs(evidence, loaded.plugin.metrics)
     save_results(loaded.path, results, loaded.record.plugin)
-    from zoo.run_report import REPORT_FILE
+    from zoo.reports.run_report import REPORT_FILE
 
     if (loaded.path / REPORT_FILE).is_file():
         _refresh_report(loaded.path)  # the report shows the new numbers
@@ -483,9 +483,9 @@ def colorize(
 ):
     """Colourise image files with a colorizer run; a ColorizeResult lists the written
     files and, per file that could not be read, a one-line reason."""
-    from zoo.colorization import ColorizerPlugin
-    from zoo.colorize_files import colorize_files
-    from zoo.palette import parse_color
+    from zoo.tasks.colorize.base import ColorizerPlugin
+    from zoo.tasks.colorize.files import colorize_files
+    from zoo.tasks.colorize.palette import parse_color
 
     if scale < 1:
         raise configs.ConfigError(f"--scale: must be >= 1 (got {scale})")
@@ -512,7 +512,7 @@ def colorize(
 def _generative_options(loaded: LoadedRun, classifier, samples: int | None, seed: int) -> dict:
     """How many samples, from which seed, and the judge: the pinned evaluator unless a
     classifier run is named."""
-    from zoo.generative_metrics import classifier_judge
+    from zoo.tasks.generate.metrics import classifier_judge
 
     options: dict[str, Any] = {"samples": samples, "seed": seed}
     if classifier is not None:
@@ -532,7 +532,7 @@ def sample(
     device: str = "cpu",
 ):
     """Images (n, C, 28, 28) in the plugin's pixel range from a generative run."""
-    from zoo.generation import GeneratorPlugin
+    from zoo.tasks.generate.base import GeneratorPlugin
 
     if not 1 <= n <= MAX_SAMPLES:
         raise configs.ConfigError(f"--n: must be between 1 and {MAX_SAMPLES} (got {n})")

@@ -11,10 +11,10 @@ from typing import Any
 import click
 
 from zoo import api
-from zoo.config import FieldSpec, field_specs, flag, read_toml
-from zoo.errors import ConfigError, RunError, ZooError
-from zoo.registry import Registry, check_task, use_registry
-from zoo.settings import RunSettings
+from zoo.core.config import FieldSpec, field_specs, flag, read_toml
+from zoo.core.errors import ConfigError, RunError, ZooError
+from zoo.core.registry import Registry, check_task, use_registry
+from zoo.core.settings import RunSettings
 
 
 class _ZooGroup(click.Group):
@@ -110,7 +110,7 @@ def _run_command(entry) -> click.Command:
             click.echo(json.dumps(prepared.to_dict(), indent=2))
             return
         result = api.execute(prepared)
-        from zoo.distributed import current_world
+        from zoo.core.distributed import current_world
 
         if current_world().is_main:  # under torchrun, one summary line
             click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))
@@ -320,8 +320,8 @@ def sample(
     import math
     from pathlib import Path
 
-    from zoo.artifacts import save_grid
-    from zoo.runs import read_run
+    from zoo.core.runs import read_run
+    from zoo.reports.plots import save_grid
 
     if Path(output).suffix.lower() not in (".png", ".jpg", ".jpeg", ".gif"):
         raise ConfigError(f"-o {output}: give a .png, .jpg or .gif file name")
@@ -488,9 +488,9 @@ def bench(
     import itertools
     from pathlib import Path
 
-    from zoo.bench import bench as run_bench
-    from zoo.bench import format_profile, format_table
-    from zoo.runs import write_json
+    from zoo.core.runs import write_json
+    from zoo.engine.bench import bench as run_bench
+    from zoo.engine.bench import format_profile, format_table
 
     if output and not Path(output).resolve().parent.is_dir():
         raise ConfigError(f"-o {output}: the folder {Path(output).parent} does not exist")

@@ -17,8 +17,8 @@ import functools
 import attrs
 
 from zoo import PluginInfo, hookimpl, option
-from zoo.colorization import ColorizerPlugin
-from zoo.palette import canonical_palette, resolve_palette
+from zoo.tasks.colorize.base import ColorizerPlugin
+from zoo.tasks.colorize.palette import canonical_palette, resolve_palette
 
 PAPER = (
     "Brayton et al. 2020 (DCGAN colorizer, batch 64, Adam 1e-4); "
@@ -116,7 +116,7 @@ class Colorizer(ColorizerPlugin):
     def train_step(self, batch):
         import torch.nn.functional as F
 
-        from zoo.color_data import random_colors
+        from zoo.tasks.colorize.color_data import random_colors
         from zoo_plugins.gans.losses import bce
 
         gray = batch.images

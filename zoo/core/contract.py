@@ -1,0 +1,170 @@
+"""The plugin contract: metadata, a typed Config, and what the trainer calls.
+
+A plugin is a class. Its frozen :class:`PluginInfo` says what it is, its attrs
+``Config`` holds its hyperparameters, and the methods below are the only things the
+core calls. Built-ins and third-party plugins use exactly this API.
+
+This module imports no torch, so listing plugins stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from zoo.core.data import Batch, Split
+    from zoo.core.runs import RunContext
+    from zoo.engine.trainer import EpochContext
+
+TASKS = ("classify", "attack", "generate", "colorize")
+_NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute, value: str) -> None:
+    if not _NAME.match(value):
+        raise ValueError(
+            f"plugin name {value!r} must be lowercase letters, digits, '_' or '-', "
+            "starting with a letter"
+        )
+
+
+@attrs.frozen
+class PluginInfo:
+    """What a plugin is; shown by ``zoo list`` and ``zoo info``."""
+
+    name: str = attrs.field(validator=_check_name)
+    task: str = attrs.field(validator=attrs.validators.in_(TASKS))
+    summary: str
+    paper: str = ""
+    version: str = "1.0"
+
+
+@attrs.frozen
+class NoConfig:
+    """Config of a plugin without hyperparameters."""
+
+
+class Plugin:
+    """Base of every plugin. Subclasses set ``info`` and usually ``Config``.
+
+    ``defaults`` overrides run settings for this plugin (e.g. the paper's batch size),
+    ``metrics`` names the core evaluator metrics that apply to it, and
+    ``pixel_range`` is the range the trainer scales images to before a batch is handed
+    over.
+    """
+
+    info: ClassVar[PluginInfo]
+    Config: ClassVar[type] = NoConfig
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    metrics: ClassVar[tuple[str, ...]] = ()
+    pixel_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
+    evaluate_after_training: ClassVar[bool] = True  # False where metrics need more inputs
+    # captions of the pictures the plugin writes into its run folder, by glob relative to
+    # it ("{n}": the last number in the file name), for `zoo report`
+    report_captions: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = self.Config() if config is None else config
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        """Do the plugin's job inside a prepared run folder; return its final metrics."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement execute()")
+
+    def evidence(
+        self, split: Split, *, device: Any, batch_size: int, train: Split | None = None
+    ) -> Any:
+        """What the core metrics of this plugin are computed from (one pass over ``split``,
+        the test images, in fp32); ``train`` is the run's training split, for metrics that
+        set a result against real training data. A task whose metrics need other inputs
+        returns its own evidence class."""
+        from zoo.engine.evaluator import Evidence
+
+        return Evidence(self, split, device=device, batch_size=batch_size)
+
+
+@attrs.frozen
+class TrainPlan:
+    """How long training will be, for schedules that depend on it (e.g. cosine decay):
+    the whole run as the call that started it planned it. ``--max-steps`` and resumes
+    asking for fewer epochs only stop early; asking for more re-plans."""
+
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+class TrainablePlugin(Plugin):
+    """A plugin the generic trainer trains: it builds modules and does one step.
+
+    The trainer owns everything around the step: device, precision, seeding, batches,
+    epochs and max-steps, progress, metrics, checkpoints. A GAN owns its D/G update
+    order inside :meth:`train_step`.
+    """
+
+    modules: nn.ModuleDict  # set by the core from build(), on the run's device
+    optimizers: dict[str, torch.optim.Optimizer]  # set by the trainer
+    device: torch.device
+    plan: TrainPlan  # set by the trainer before configure_optimizers()
+    global_step: int = 0  # optimizer steps done before the current train_step
+    skip_nonfinite: bool = False  # --on-nonfinite skip, set by the trainer
+    skipped_updates: int = 0  # updates dropped for a non-finite loss or gradient
+    applied_updates: int = 0  # optimizer steps taken through update()
+
+    def build(self) -> Mapping[str, nn.Module]:
+        """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        """Create optimizers over ``self.modules``, after they were moved to the device."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
+        """Forward, backward and optimizer updates for one batch; return detached losses."""
+        raise NotImplementedError
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` into fresh gradients and step the optimizer ``name``:
+        the building block of multi-network steps such as a GAN's D and G updates.
+        Under ``--on-nonfinite skip`` an update whose loss or gradients are not finite
+        is dropped (counted in ``skipped_updates``) instead of poisoning the weights."""
+        import torch
+
+        optimizer = self.optimizers[name]
+        optimizer.zero_grad(set_to_none=True)
+        if self.skip_nonfinite and not bool(torch.isfinite(loss.detach()).all()):
+            self.skipped_updates += 1
+            return
+        loss.backward()
+        if self.skip_nonfinite and not _gradients_finite(optimizer):
+            optimizer.zero_grad(set_to_none=True)
+            self.skipped_updates += 1
+            return
+        optimizer.step()
+        self.applied_updates += 1
+
+    def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
+        """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""
+        return {}
+
+    def end_of_training(self, epoch: EpochContext) -> None:
+        """Hook after the last epoch (e.g. assemble an animation of the epoch grids)."""
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        from zoo.engine.trainer import Trainer
+
+        return Trainer(self, run).fit()
+
+
+def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
+    import torch
+
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+    checks = [torch.isfinite(g).all() for g in grads if g is not None]
+    return bool(torch.stack(checks).all()) if checks else True

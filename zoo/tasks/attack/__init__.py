@@ -1,0 +1,1 @@
+"""The attack task: perturbations against any classifier's ``predict``."""

@@ -1,0 +1,2 @@
+"""The generate task: the generator plugin base, its sample grids, and the generative
+metrics judged by zoo's pinned evaluator."""
