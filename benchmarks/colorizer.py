@@ -38,8 +38,8 @@ def gray_copy_row(test_size: int | None) -> dict:
 
     from zoo.core import data
     from zoo.engine.evaluator import evaluate
-    from zoo.tasks.colorize.base import GrayCopy
     from zoo.tasks.colorize.metrics import ColorizationEvidence
+    from zoo_plugins.colorizer.baseline import GrayCopy
 
     split = data.load().test.head(test_size)
     evidence = ColorizationEvidence(GrayCopy(), split, device=torch.device("cpu"))

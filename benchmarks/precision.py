@@ -45,7 +45,7 @@ def main(
     out: str,
     name: str | None,
 ) -> None:
-    from zoo.core.devices import bf16_is_fast, resolve_device
+    from zoo.engine.devices import bf16_is_fast, resolve_device
 
     if steps is None and epochs is None:
         steps = 300

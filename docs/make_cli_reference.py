@@ -68,7 +68,15 @@ SECTIONS: list[tuple[list[str], str]] = [
         "`robustness.json`, `robustness.png` (accuracy against epsilon, one colour per\n"
         "classifier, one line style per mode) and `examples.png` to its own run folder.\n"
         "Accuracy at epsilon 0 equals what `zoo eval` reports for the target with the same\n"
-        "`--test-size`.",
+        "`--test-size`. Every attack (`fgsm`, `pgd`, third-party ones on `zoo.AttackPlugin`)\n"
+        "has these options; an attack's output outside the eps-ball or the pixel range stops\n"
+        "the run with one line.",
+    ),
+    (
+        ["run", "pgd"],
+        "`zoo run pgd --target RUN` is L-inf PGD (Madry et al.); it was `zoo run fgsm --modes\n"
+        "pgd` before. `--step-size` is in the scale of the epsilons; `--restarts N` keeps each\n"
+        "image's worst case over N random starts.",
     ),
     (
         ["eval"],

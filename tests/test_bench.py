@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
-from zoo.core.devices import bf16_is_fast, resolve_precision
+from zoo.engine.devices import bf16_is_fast, resolve_precision
 from zoo.engine.trainer import setup_modules
 
 QUICK = ("--steps", "3", "--windows", "3", "--warmup", "1")
@@ -97,6 +97,19 @@ def test_bench_table_marks_where_each_value_came_from():
     assert header.split()[:5] == ["PLUGIN", "PRECISION", "BATCH", "LAYOUT", "COMPILE"]
     assert "16 [cli]" in row and "channels-last [plugin]" in row and "no [plugin]" in row
     assert re.search(r"\b(fp32|bf16) \[plugin\]", row), row
+
+
+def test_the_bench_grid_is_reachable_from_python():
+    """zoo.bench: the grid the CLI prints, one result per combination, for any caller."""
+    seen = []
+    results = zoo.bench("dense", batch_size=[16, 32], precision="fp32", steps=2, windows=1,
+                        warmup=1, device="cpu", on_result=seen.append)  # fmt: skip
+    assert [r.batch_size for r in results] == [16, 32] and seen == results
+    assert all(r.precision == "fp32" and r.images_per_s > 0 for r in results)
+    assert results[0].sources == {"batch_size": "call", "precision": "call",
+                                  "channels_last": "plugin", "compile": "plugin"}  # fmt: skip
+    (own,) = zoo.bench("dense", steps=2, windows=1, warmup=1, device="cpu")
+    assert own.batch_size == zoo.get_plugin("dense").defaults["batch_size"]
 
 
 def test_bench_errors_are_one_line():

@@ -14,11 +14,12 @@ from tests.test_cli import assert_one_line_error, invoke
 from zoo.core import data
 from zoo.core.runs import read_jsonl
 from zoo.engine.evaluator import evaluate
-from zoo.tasks.colorize.base import ColorizerPlugin, GrayCopy
+from zoo.tasks.colorize.base import ColorizerPlugin
 from zoo.tasks.colorize.color_data import build_color_dataset, estimate_colors, paint, random_colors
 from zoo.tasks.colorize.images import read_garment, to_fashion_mnist
 from zoo.tasks.colorize.metrics import ColorizationEvidence
 from zoo.tasks.colorize.palette import Palette, default_palette, load_palette, parse_color
+from zoo_plugins.colorizer.baseline import GrayCopy
 
 TINY = {"train_size": 640, "test_size": 200, "batch_size": 64, "progress": False}
 DRESS = data.CLASSES.index("Dress")

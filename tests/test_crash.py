@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_resume import _history
-from zoo.core import checkpoints
+from zoo.engine import checkpoints
 
 pytestmark = pytest.mark.slow
 

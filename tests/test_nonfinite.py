@@ -12,9 +12,10 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.test_cli import invoke
-from zoo.core import checkpoints
 from zoo.core.contract import TrainPlan
 from zoo.core.runs import read_jsonl
+from zoo.engine import checkpoints
+from zoo.engine.trainer import hand_over, setup_modules
 
 # 256 images at batch 32: 8 steps per epoch
 OPTIONS = ("--train-size", "256", "--test-size", "64", "--seed", "1", "--no-progress")
@@ -58,9 +59,9 @@ def test_a_nan_loss_stops_the_run_at_its_step_and_keeps_the_checkpoint(registry,
     resumed = invoke("run", "dense", "--resume", str(run), "--epochs", "3", *OPTIONS)
     assert "run of 'poisoned'" in resumed.output  # the checkpoint is intact and typed
     plugin = registry.get("poisoned")(registry.get("poisoned").Config())
-    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
-    plugin.plan = TrainPlan(1, 1, 1)
-    _, header = checkpoints.resume(run, plugin.modules, plugin.configure_optimizers(), "poisoned")
+    setup_modules(plugin, torch.device("cpu"))
+    optimizers = hand_over(plugin, TrainPlan(1, 1, 1)).optimizers
+    _, header = checkpoints.resume(run, plugin.modules, optimizers, "poisoned")
     assert (header["epoch"], header["step"]) == (1, 8)  # the epoch before the NaN, loadable
 
 
@@ -115,19 +116,17 @@ def test_skip_gives_up_when_no_update_is_usable(registry, tmp_path):
 def test_a_skipped_update_changes_neither_weights_nor_optimizer_state():
     dense = zoo.get_plugin("dense")
     plugin = dense(dense.Config())
-    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
-    plugin.plan = TrainPlan(1, 1, 1)
-    plugin.optimizers = dict(plugin.configure_optimizers())
-    plugin.skip_nonfinite = True
+    setup_modules(plugin, torch.device("cpu"))
+    context = hand_over(plugin, TrainPlan(1, 1, 1), skip_nonfinite=True)
     before = {k: v.clone() for k, v in plugin.modules.state_dict().items()}
     weight = next(plugin.modules.parameters())
     images = torch.rand(4, 1, 28, 28)
 
     plugin.update("net", plugin.predict(images).sum() * float("inf"))  # inf loss
     plugin.update("net", plugin.predict(images * float("nan")).sum() * 0)  # nan gradients
-    assert plugin.skipped_updates == 2
+    assert context.skipped_updates == 2
     assert all(torch.equal(v, plugin.modules.state_dict()[k]) for k, v in before.items())
     assert not plugin.optimizers["net"].state  # Adam never stepped
 
     plugin.update("net", plugin.predict(images).sum())
-    assert plugin.skipped_updates == 2 and not torch.equal(weight, before["net.1.weight"])
+    assert context.skipped_updates == 2 and not torch.equal(weight, before["net.1.weight"])

@@ -167,8 +167,9 @@ def test_resuming_brings_a_model_file_one_checkpoint_behind_up_to_the_state(
 ):
     """A crash between the state and the model writes leaves the model one epoch behind;
     restoring from the state rewrites it."""
-    from zoo.core import checkpoints
     from zoo.core.contract import TrainPlan
+    from zoo.engine import checkpoints
+    from zoo.engine.trainer import hand_over, setup_modules
 
     behind = tmp_path / "behind.safetensors"
     shutil.copy(dense_one_epoch.path / "model.safetensors", behind)
@@ -179,10 +180,9 @@ def test_resuming_brings_a_model_file_one_checkpoint_behind_up_to_the_state(
     assert checkpoints.read_meta(dense_one_epoch.path)["epoch"] == 1
     dense = zoo.get_plugin("dense")
     plugin = dense(dense.Config())
-    plugin.modules = torch.nn.ModuleDict(dict(plugin.build()))
-    plugin.plan = TrainPlan(1, 1, 1)
-    checkpoints.resume(dense_one_epoch.path, plugin.modules, plugin.configure_optimizers(),
-                       "dense")  # fmt: skip
+    setup_modules(plugin, torch.device("cpu"))
+    optimizers = hand_over(plugin, TrainPlan(1, 1, 1)).optimizers
+    checkpoints.resume(dense_one_epoch.path, plugin.modules, optimizers, "dense")
     assert checkpoints.read_meta(dense_one_epoch.path)["epoch"] == 2
     state = load_file(str(dense_one_epoch.path / "state.safetensors"))
     for key, value in load_file(str(dense_one_epoch.path / "model.safetensors")).items():

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 
-EXAMPLE = REPO / "docs" / "examples" / "zoo-logreg"
+EXAMPLES = REPO / "docs" / "examples"
 
 
 def _pip(command: str, *args: str) -> None:
@@ -36,13 +36,22 @@ def _pip(command: str, *args: str) -> None:
     )
 
 
+def _install(tmp_path_factory, example: str) -> Path:
+    """``pip install`` an example package into a private target folder (no network)."""
+    target = tmp_path_factory.mktemp("site")
+    _pip("install", "--target", str(target), str(EXAMPLES / example))
+    assert list(target.glob(f"{example.replace('-', '_')}-0.1.0.dist-info"))
+    return target
+
+
 @pytest.fixture(scope="module")
 def installed_example(tmp_path_factory) -> Path:
-    """``pip install`` the example package into a private target folder (no network)."""
-    target = tmp_path_factory.mktemp("site")
-    _pip("install", "--target", str(target), str(EXAMPLE))
-    assert list(target.glob("zoo_logreg-0.1.0.dist-info"))
-    return target
+    return _install(tmp_path_factory, "zoo-logreg")
+
+
+@pytest.fixture(scope="module")
+def installed_attack(tmp_path_factory) -> Path:
+    return _install(tmp_path_factory, "zoo-mifgsm")
 
 
 def test_installed_package_lists_and_runs(installed_example, tmp_path):
@@ -72,6 +81,39 @@ def test_installed_package_lists_and_runs(installed_example, tmp_path):
     summary = json.loads(ran.stdout.strip().splitlines()[-1])
     assert summary["step"] == 5
     assert (Path(summary["run"]) / "model.safetensors").is_file()
+
+
+def test_installed_attack_lists_runs_and_beats_fgsm(installed_attack, dense_run, tmp_path):
+    """A third-party attack on the contract alone: found through its entry point, given
+    the core's options, checked, and measured on the same images as the built-in fgsm."""
+    env = {"PYTHONPATH": str(installed_attack)}
+    listed = run_cli("list", "--task", "attack", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows["mifgsm"]["source"] == "zoo-mifgsm 0.1.0"
+    assert rows["mifgsm"]["origin"] == "mifgsm = zoo_mifgsm"
+    assert {"fgsm", "pgd"} <= set(rows)
+
+    # large epsilons: at small ones the dense net is near-linear and the two attacks tie
+    same = ["--target", str(dense_run.path), "--epsilons", "0,0.2,0.3", "--test-size", "500",
+            "--no-progress", "--out", str(tmp_path)]  # fmt: skip
+    runs, reports = {}, {}
+    for attack in ("mifgsm", "fgsm"):
+        ran = run_cli("run", attack, *same, env=env)
+        assert ran.returncode == 0, ran.stderr
+        runs[attack] = Path(json.loads(ran.stdout.strip().splitlines()[-1])["run"])
+        reports[attack] = json.loads((runs[attack] / "robustness.json").read_text())
+    assert reports["mifgsm"]["attack"] == "mifgsm"
+    config = json.loads((runs["mifgsm"] / "config.json").read_text())["config"]
+    assert config["steps"] == 10 and config["decay"] == 1.0  # its own options, recorded
+    momentum = reports["mifgsm"]["targets"][0]["curves"]
+    single = reports["fgsm"]["targets"][0]["curves"]
+    assert set(momentum) == set(single) == {"masked", "standard"}
+    for mode in momentum:
+        assert momentum[mode][0] == single[mode][0]  # eps 0: the same clean accuracy
+        for iterated, one_step in zip(momentum[mode][1:], single[mode][1:], strict=True):
+            assert iterated["accuracy"] <= one_step["accuracy"], (mode, iterated, one_step)
+        assert sum(p["accuracy"] for p in momentum[mode]) < sum(p["accuracy"] for p in single[mode])
 
 
 def _fake_distribution(site: Path, name: str, module: str, source: str) -> None:
@@ -122,15 +164,3 @@ def test_poisoned_and_duplicate_plugins_are_contained(tmp_path):
     assert "Traceback" not in strict.stderr
     assert len(strict.stderr.strip().splitlines()) == 1
     assert "ZOO_STRICT_PLUGINS" in strict.stderr
-
-
-def test_wheel_ships_the_builtin_catalogue(tmp_path):
-    """A non-editable install finds registry.toml under <prefix>/share/zoo."""
-    import zipfile
-
-    _pip("wheel", "--wheel-dir", str(tmp_path), str(REPO))
-    (wheel,) = tmp_path.glob("zoo-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.endswith(".data/data/share/zoo/registry.toml") for n in names)
-    assert "zoo_plugins/classifiers.py" in names and "zoo/core/registry.py" in names
-    assert not any(n.startswith("plugins/") for n in names)

@@ -10,10 +10,11 @@ from safetensors.torch import load_file
 
 import zoo
 from tests.conftest import SMALL
-from zoo.core import checkpoints
 from zoo.core.data import CLASSES, to_float
 from zoo.core.data import load as load_data
 from zoo.core.runs import RunContext, new_run_dir, write_json
+from zoo.engine import checkpoints
+from zoo.engine.trainer import Trainer
 
 
 def _without_timing(history):
@@ -153,7 +154,7 @@ def test_training_state_round_trips_through_state_safetensors(tmp_path):
     run = new_run_dir(tmp_path, "dense")
     write_json(run / "config.json", prepared.to_dict())
     trained = prepared.plugin(prepared.config)
-    trained.execute(RunContext(run, "dense", prepared.settings))  # checkpoints at the end
+    Trainer(trained, RunContext(run, "dense", prepared.settings)).fit()  # checkpoints at the end
 
     fresh = zoo.load(run).plugin
     restored = dict(fresh.configure_optimizers())

@@ -16,7 +16,6 @@ from zoo.core.contract import Plugin, TrainablePlugin
 from zoo.core.errors import ConfigError, Interrupted, RunError, ZooError
 from zoo.core.registry import PluginEntry, default_registry
 from zoo.core.runs import (
-    CONFIG_FILE,
     FAILED_FILE,
     STATE_FILE,
     RunContext,
@@ -31,6 +30,7 @@ from zoo.core.settings import (
     steps_per_epoch,
     zero_steps_message,
 )
+from zoo.engine.loading import LoadedRun, load
 
 # Settings of one call that a resume does not take from the run: how it was asked for,
 # and where this call stops (the run's recorded --max-steps would stop it at once).
@@ -53,8 +53,9 @@ def get_plugin(name: str) -> type[Plugin]:
 
 
 @attrs.frozen
-class Prepared:
-    """A validated plugin config and run settings, ready to execute."""
+class PreparedRun:
+    """A run before its folder exists: the plugin class, its validated config and the
+    run settings (from ``prepare``); ``execute`` makes the folder and runs it."""
 
     plugin: type[Plugin]
     config: Any
@@ -70,13 +71,15 @@ class Prepared:
             "settings": configs.to_dict(self.settings),
         }
         if issubclass(self.plugin, TrainablePlugin):
-            from zoo.core.devices import resolved_choices
+            from zoo.engine.devices import resolved_choices
 
             recorded["resolved"] = resolved_choices(self.settings.device, self.settings.precision)
         return recorded
 
 
-def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str) -> Prepared:
+def prepare(
+    name: str, values: Mapping[str, Any], *, label: Callable[[str], str] = str
+) -> PreparedRun:
     """Split flat values into the plugin's Config and the run settings, validating both.
     A resume takes the run's recorded values as its defaults: only what is given here
     changes (and is compared with the run's own)."""
@@ -90,7 +93,7 @@ def prepare(name: str, values: Mapping[str, Any], *, label: Callable[[str], str]
         values = {**_recorded_values(plugin, values, known), **values}
     plugin_values = {k: v for k, v in values.items() if k not in SETTING_NAMES}
     setting_values = {**plugin.defaults, **{k: v for k, v in values.items() if k in SETTING_NAMES}}
-    prepared = Prepared(
+    prepared = PreparedRun(
         plugin=plugin,
         config=configs.build(plugin.Config, plugin_values, label=label),
         settings=configs.build(RunSettings, setting_values, label=label),
@@ -127,6 +130,8 @@ def _recorded_values(
 
 @attrs.frozen
 class RunResult:
+    """What ``zoo.run`` returns once a run is done: its folder and last metrics."""
+
     path: Path
     metrics: dict[str, Any]  # the last epoch's record
 
@@ -135,10 +140,10 @@ class RunResult:
         return read_run(self.path).history
 
 
-def execute(prepared: Prepared) -> RunResult:
+def execute(prepared: PreparedRun) -> RunResult:
     """Create (or, resuming, lock and check) the run folder and let the plugin do its
     job. A failure says what became of the folder; a success clears an earlier failure."""
-    from zoo.core import distributed
+    from zoo.engine import distributed
 
     info = prepared.plugin.info
     world = distributed.current_world()
@@ -167,7 +172,7 @@ def execute(prepared: Prepared) -> RunResult:
     return RunResult(path, dict(metrics))
 
 
-def _run_plugin(prepared: Prepared, path: Path, recorded: Any, world: Any) -> Mapping[str, Any]:
+def _run_plugin(prepared: PreparedRun, path: Path, recorded: Any, world: Any) -> Mapping[str, Any]:
     """The plugin's job in its folder; a failure is raised as one line saying what
     became of the folder."""
     info = prepared.plugin.info
@@ -184,7 +189,7 @@ def _run_plugin(prepared: Prepared, path: Path, recorded: Any, world: Any) -> Ma
     context = RunContext(path, info.name, prepared.settings,
                          before_first_write=before_first_write if resuming else None)  # fmt: skip
     try:
-        return prepared.plugin(prepared.config).execute(context)
+        return _drive(prepared.plugin(prepared.config), context)
     except BaseException as error:
         if not world.is_main:
             raise
@@ -192,7 +197,7 @@ def _run_plugin(prepared: Prepared, path: Path, recorded: Any, world: Any) -> Ma
         raise  # not reached: _settle raises
 
 
-def _recorded(prepared: Prepared) -> dict[str, Any]:
+def _recorded(prepared: PreparedRun) -> dict[str, Any]:
     info = prepared.plugin.info
     return {**prepared.to_dict(), "plugin_version": info.version, "task": info.task,
             "python": sys.version.split()[0]}  # fmt: skip
@@ -211,7 +216,7 @@ def _settle(path: Path, name: str, error: BaseException, touched: bool, epochs: 
     raise settled from error
 
 
-def _open_run_folder(prepared: Prepared, recorded: Mapping[str, Any]) -> tuple[Path, Any]:
+def _open_run_folder(prepared: PreparedRun, recorded: Mapping[str, Any]) -> tuple[Path, Any]:
     """The run folder, locked for this process: a resumed one once checked (nothing is
     written into it yet), or a new one with its config.json."""
     from zoo.core.locking import RunLock
@@ -288,10 +293,10 @@ def _resume_folder(plugin: type[Plugin], resume: str, out: str) -> Path:
     return runs[-1]
 
 
-def _check_resume(prepared: Prepared, path: Path, record: RunRecord) -> None:
+def _check_resume(prepared: PreparedRun, path: Path, record: RunRecord) -> None:
     """The run is this plugin's, has a checkpoint, has epochs or steps left to train,
     and learns as this call asks; reads only."""
-    from zoo.core.checkpoints import read_meta
+    from zoo.engine.checkpoints import read_meta
 
     info, settings = prepared.plugin.info, prepared.settings
     if record.plugin != info.name:
@@ -318,7 +323,7 @@ def _check_resume(prepared: Prepared, path: Path, record: RunRecord) -> None:
     _refuse_changes(prepared, path, record)
 
 
-def _refuse_changes(prepared: Prepared, path: Path, record: RunRecord) -> None:
+def _refuse_changes(prepared: PreparedRun, path: Path, record: RunRecord) -> None:
     """Values this call gives that differ from the run's own are refused (unless
     --force); what fixes the epochs' steps is refused even then."""
     from zoo.core.settings import RESUMABLE_CHANGES
@@ -345,7 +350,7 @@ def _refuse_changes(prepared: Prepared, path: Path, record: RunRecord) -> None:
     _refuse_other_precision(prepared, path, record, asked)
 
 
-def _refuse_other_precision(prepared: Prepared, path: Path, record: RunRecord, asked) -> None:
+def _refuse_other_precision(prepared: PreparedRun, path: Path, record: RunRecord, asked) -> None:
     """The precision a run trained in counts, not the word: 'auto' may resolve
     differently on this machine."""
     trained = record.resolved.get("precision", record.settings.get("precision"))
@@ -365,57 +370,6 @@ def _refuse_other_precision(prepared: Prepared, path: Path, record: RunRecord, a
 def run(name: str, **values: Any) -> RunResult:
     """Train or execute a plugin: ``zoo.run("dense", epochs=1)``."""
     return execute(prepare(name, values))
-
-
-@attrs.define
-class LoadedRun:
-    """A run folder with its plugin rebuilt and its weights loaded, in eval mode."""
-
-    record: RunRecord
-    plugin: Any
-
-    @property
-    def path(self) -> Path:
-        return self.record.path
-
-    @property
-    def model(self):
-        """The plugin's networks (a ``torch.nn.ModuleDict``)."""
-        return self.plugin.modules
-
-    def predict(self, images):
-        """Classifier logits for images scaled to the plugin's ``pixel_range``."""
-        if not hasattr(self.plugin, "predict"):
-            raise RunError(
-                f"plugin '{self.record.plugin}' is not a classifier: it has no predict()"
-            )
-        return self.plugin.predict(images)
-
-
-def load(run_dir: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
-    """Rebuild a trained run's plugin from config.json and model.safetensors."""
-    from zoo.core import checkpoints
-    from zoo.core.devices import resolve_device
-    from zoo.engine.trainer import setup_modules
-
-    record = read_run(run_dir)
-    plugin_class = get_plugin(record.plugin)
-    if not issubclass(plugin_class, TrainablePlugin):
-        raise RunError(
-            f"{record.path} is a run of '{record.plugin}' (task {plugin_class.info.task}), "
-            "which trains no model to load"
-        )
-    label = lambda key: f"{CONFIG_FILE}: {key}"  # noqa: E731
-    config = configs.build(plugin_class.Config, record.config, label=label)
-    settings = configs.build(RunSettings, record.settings, label=label)
-    plugin = plugin_class(config)
-    # the layout the run trained and evaluated in (channels-last convolutions round
-    # differently), so predictions match the trainer's; never compiled for loading
-    layout = attrs.evolve(settings, compile=False)
-    modules = setup_modules(plugin, resolve_device(device), layout)
-    checkpoints.load_weights(record.path, modules, record.plugin)
-    modules.eval()
-    return LoadedRun(record, plugin)
 
 
 def evaluate(
@@ -446,25 +400,23 @@ def evaluate(
 def _evaluate_loaded(loaded: LoadedRun, test_size, data_dir, classifier, samples, seed) -> dict:
     from zoo.core import data as datasets
     from zoo.engine.evaluator import check_result_targets, evaluate_with_inputs, save_results
-    from zoo.tasks.generate.base import GeneratorPlugin
 
-    check_result_targets(loaded.path)
+    plugin = loaded.plugin
+    check_result_targets(loaded.path, ())  # eval.json; the pictures once the task is known
     settings = configs.build(RunSettings, loaded.record.settings)
     test_size = settings.test_size if test_size is None else test_size
     fmnist = datasets.load(data_dir or settings.data_dir)
-    test = fmnist.test.head(test_size)
-    options: dict[str, Any] = {}
-    if isinstance(loaded.plugin, GeneratorPlugin):
-        options = _generative_options(loaded, classifier, samples, seed)
-    evidence = loaded.plugin.evidence(
-        test,
-        device=loaded.plugin.device,
+    options = _evaluation_options(loaded, classifier, samples, seed)
+    evidence = plugin.evidence(
+        fmnist.test.head(test_size),
+        device=plugin.device,
         batch_size=settings.eval_batch_size,
         train=fmnist.train,
-        **options,
+        **{k: v for k, v in options.items() if k in plugin.evaluation_options},
     )
-    results = evaluate_with_inputs(evidence, loaded.plugin.metrics)
-    save_results(loaded.path, results, loaded.record.plugin)
+    check_result_targets(loaded.path, plugin.metrics)  # before the work, not after it
+    results = evaluate_with_inputs(evidence, plugin.metrics)
+    save_results(loaded.path, results, plugin.metrics, loaded.record.plugin)
     from zoo.reports.run_report import REPORT_FILE
 
     if (loaded.path / REPORT_FILE).is_file():
@@ -509,13 +461,23 @@ def colorize(
     return colorize_files(plugin, images, out, color=requested, scale=scale)
 
 
-def _generative_options(loaded: LoadedRun, classifier, samples: int | None, seed: int) -> dict:
-    """How many samples, from which seed, and the judge: the pinned evaluator unless a
-    classifier run is named."""
-    from zoo.tasks.generate.metrics import classifier_judge
+def _drive(plugin: Plugin, context: RunContext) -> Mapping[str, Any]:
+    """The trainer drives a trainable plugin; any other plugin does its own job."""
+    if isinstance(plugin, TrainablePlugin):
+        from zoo.engine.trainer import Trainer
 
+        return Trainer(plugin, context).fit()
+    return plugin.execute(context)
+
+
+def _evaluation_options(loaded: LoadedRun, classifier, samples: int | None, seed: int) -> dict:
+    """What `zoo eval` can pass to a plugin's evidence() (those it takes, per its
+    ``evaluation_options``): how many samples, from which seed, and the judge, which is
+    the named classifier run's features where one is named."""
     options: dict[str, Any] = {"samples": samples, "seed": seed}
-    if classifier is not None:
+    if classifier is not None and "judge" in loaded.plugin.evaluation_options:
+        from zoo.tasks.generate.metrics import classifier_judge
+
         reference = load(classifier, device=str(loaded.plugin.device))
         if not hasattr(reference.plugin, "features"):
             raise RunError(f"{reference.path} is not a classifier run with features()")
@@ -543,3 +505,46 @@ def sample(
             f"{loaded.plugin.info.task}); sampling needs a generative run"
         )
     return loaded.plugin.sample(n, labels=label, seed=seed)
+
+
+def bench(
+    name: str,
+    *,
+    batch_size: int | Sequence[int] | None = None,
+    precision: str | Sequence[str] | None = None,
+    channels_last: bool | Sequence[bool] | None = None,
+    compile: bool | Sequence[bool] | None = None,
+    given_by: str = "call",
+    label: Callable[[str], str] = str,
+    on_result: Callable[[Any], None] | None = None,
+    **values: Any,
+) -> list[Any]:
+    """Training throughput of ``name``: one BenchResult per combination of the values
+    given (a value or a list each; None: the plugin's own, as ``zoo.run`` trains), e.g.
+    ``zoo.bench("cnn", batch_size=[64, 256], precision=["fp32", "bf16"])``. Other
+    keywords are run settings (threads, device) or bench options (steps, windows,
+    warmup, profile_rows); each result marks its values ``given_by`` or "plugin"."""
+    import itertools
+
+    from zoo.engine.bench import bench as bench_plugin
+
+    asked = {"batch_size": batch_size, "precision": precision,
+             "channels_last": channels_last, "compile": compile}  # fmt: skip
+    axes = {k: _as_list(v) for k, v in asked.items() if v is not None}
+    sources = {key: given_by if key in axes else "plugin" for key in asked}
+    options = {k: values.pop(k) for k in ("steps", "windows", "warmup", "profile_rows")
+               if k in values}  # fmt: skip
+    results = []
+    for combination in itertools.product(*axes.values()):
+        prepared = prepare(name, {**dict(zip(axes, combination, strict=True)), **values},
+                           label=label)  # fmt: skip
+        result = bench_plugin(prepared.plugin(prepared.config), prepared.settings,
+                              sources=sources, **options)  # fmt: skip
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return results
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]

@@ -110,7 +110,7 @@ def _run_command(entry) -> click.Command:
             click.echo(json.dumps(prepared.to_dict(), indent=2))
             return
         result = api.execute(prepared)
-        from zoo.core.distributed import current_world
+        from zoo.engine.distributed import current_world
 
         if current_world().is_main:  # under torchrun, one summary line
             click.echo(json.dumps({"run": str(result.path), **_scalars(result.metrics)}))
@@ -394,10 +394,10 @@ def _choices(option: str, text: str, allowed: dict[str, Any]) -> list[Any]:
 
 def _bench_axes(
     batch_size: str | None, precision: str | None, layout: str | None, compile_: str | None
-) -> tuple[dict[str, list], dict[str, str]]:
-    """The settings the command line lists (one bench row per combination), and where
-    each of the four came from: "cli", or "plugin" (its run settings, as zoo run)."""
-    asked = {
+) -> dict[str, list | None]:
+    """The settings the command line lists (one bench row per combination; None: the
+    plugin's own, as zoo run)."""
+    return {
         "batch_size": batch_size and _batch_sizes(batch_size),
         "precision": precision
         and _choices("--precision", precision, {p: p for p in ("fp32", "bf16", "auto")}),
@@ -405,8 +405,6 @@ def _bench_axes(
         and _choices("--layout", layout, {"contiguous": False, "channels-last": True}),
         "compile": compile_ and _choices("--compile", compile_, {"no": False, "yes": True}),
     }
-    sources = {key: "cli" if values else "plugin" for key, values in asked.items()}
-    return {key: values for key, values in asked.items() if values}, sources
 
 
 def _batch_sizes(text: str) -> list[int]:
@@ -485,34 +483,22 @@ def bench(
     against this machine's matrix-product peak. By default it times what `zoo run NAME`
     trains with (the plugin's batch size, precision, layout); lists given here give one
     row per combination, and the table marks each value [plugin] or [cli]."""
-    import itertools
     from pathlib import Path
 
     from zoo.core.runs import write_json
-    from zoo.engine.bench import bench as run_bench
     from zoo.engine.bench import format_profile, format_table
 
     if output and not Path(output).resolve().parent.is_dir():
         raise ConfigError(f"-o {output}: the folder {Path(output).parent} does not exist")
-    axes, sources = _bench_axes(batch_size, precision, layout, compile_)
-    results = []
-    for combination in itertools.product(*axes.values()):
-        values = {**dict(zip(axes, combination, strict=True)), "threads": threads, "device": device}
-        prepared = api.prepare(name, values, label=flag)
-        plugin = prepared.plugin(prepared.config)
-        results.append(
-            run_bench(
-                plugin,
-                prepared.settings,
-                steps=steps,
-                windows=windows,
-                warmup=warmup,
-                profile_rows=profile_rows,
-                sources=sources,
-            )
-        )
+    axes = _bench_axes(batch_size, precision, layout, compile_)
+
+    def measured(result: Any) -> None:
         if not as_json:
-            click.echo(f"measured {len(results)}: {results[-1].images_per_s:.0f} img/s", err=True)
+            click.echo(f"measured: {result.images_per_s:.0f} img/s", err=True)
+
+    results = api.bench(name, **axes, threads=threads, device=device, steps=steps,
+                        windows=windows, warmup=warmup, profile_rows=profile_rows,
+                        given_by="cli", label=flag, on_result=measured)  # fmt: skip
     payload = [r.to_dict() for r in results]
     click.echo(json.dumps(payload, indent=2) if as_json else format_table(results))
     if profile_rows and not as_json:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from zoo_plugins.gans.networks import init_weights
+from zoo import dcgan_init
 
 
 def _down(cin: int, cout: int, kernel: int, stride: int, momentum: float, norm=True):
@@ -46,7 +46,7 @@ class UNetGenerator(nn.Module):
         self.dec3 = _up(8 * w, 2 * w, m)  # 14x14
         self.dec2 = _up(4 * w, w, m)  # 28x28
         self.out = nn.Sequential(nn.Conv2d(2 * w, 3, 3, 1, 1), nn.Tanh())
-        self.apply(init_weights)
+        self.apply(dcgan_init)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         e1 = self.enc1(inputs)
@@ -68,7 +68,7 @@ class PatchDiscriminator(nn.Module):
             _down(w, 2 * w, 4, 2, bn_momentum),  # 7x7
             nn.Conv2d(2 * w, 1, 3, 1, 1),
         )
-        self.apply(init_weights)
+        self.apply(dcgan_init)
 
     def forward(self, condition: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         return self.layers(torch.cat([condition, rgb], dim=1))

@@ -16,9 +16,7 @@ import functools
 
 import attrs
 
-from zoo import PluginInfo, hookimpl, option
-from zoo.tasks.colorize.base import ColorizerPlugin
-from zoo.tasks.colorize.palette import canonical_palette, resolve_palette
+from zoo import ColorizerPlugin, PluginInfo, canonical_palette, hookimpl, option, resolve_palette
 
 PAPER = (
     "Brayton et al. 2020 (DCGAN colorizer, batch 64, Adam 1e-4); "
@@ -116,8 +114,7 @@ class Colorizer(ColorizerPlugin):
     def train_step(self, batch):
         import torch.nn.functional as F
 
-        from zoo.tasks.colorize.color_data import random_colors
-        from zoo_plugins.gans.losses import bce
+        from zoo import random_colors
 
         gray = batch.images
         colors = None
@@ -146,3 +143,12 @@ class Colorizer(ColorizerPlugin):
 @hookimpl
 def register_plugins(register) -> None:
     register(Colorizer)
+
+
+def bce(logits, real: bool):
+    """Binary cross-entropy against all-real or all-fake targets (logits in)."""
+    import torch
+    import torch.nn.functional as F
+
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits.float(), target.float())

@@ -11,14 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-def init_weights(module: nn.Module) -> None:
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
+from zoo import dcgan_init
 
 
 class Generator(nn.Module):
@@ -42,7 +35,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(64, 1, 4, 2, 1),
             nn.Tanh(),
         )
-        self.apply(init_weights)
+        self.apply(dcgan_init)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         return self.deconv(self.fc(inputs).view(-1, 128, 7, 7))
@@ -72,7 +65,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(1024, output_dim),
         )
-        self.apply(init_weights)
+        self.apply(dcgan_init)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(images).flatten(1))
@@ -104,7 +97,7 @@ class AutoEncoderDiscriminator(nn.Module):
             decoder += [nn.BatchNorm1d(64 * 14 * 14), nn.ReLU()]
         self.decode_fc = nn.Sequential(*decoder)
         self.decode_conv = nn.ConvTranspose2d(64, 1, 4, 2, 1)
-        self.apply(init_weights)
+        self.apply(dcgan_init)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         code = self.encode(images)

@@ -144,8 +144,7 @@ class InfoGAN(GANPlugin):
         """One grid per continuous code: rows are classes, columns sweep the code -1..1."""
         import torch
 
-        from zoo.reports.plots import save_grid
-        from zoo.tasks.generate.base import FIXED_NOISE_SEED
+        from zoo import FIXED_NOISE_SEED, save_grid
 
         steps = torch.linspace(-1, 1, 10, device=self.device)
         base = self.latent(1, torch.Generator().manual_seed(FIXED_NOISE_SEED))

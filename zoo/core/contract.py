@@ -10,7 +10,7 @@ This module imports no torch, so listing plugins stays fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
     from zoo.core.data import Batch, Split
     from zoo.core.runs import RunContext
-    from zoo.engine.trainer import EpochContext
 
 TASKS = ("classify", "attack", "generate", "colorize")
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]*$")
@@ -66,9 +65,14 @@ class Plugin:
     metrics: ClassVar[tuple[str, ...]] = ()
     pixel_range: ClassVar[tuple[float, float]] = (-1.0, 1.0)
     evaluate_after_training: ClassVar[bool] = True  # False where metrics need more inputs
+    # keyword options of evidence() beyond the split ("samples", "seed", "judge"), which
+    # `zoo eval` passes on where a plugin takes them
+    evaluation_options: ClassVar[frozenset[str]] = frozenset()
     # captions of the pictures the plugin writes into its run folder, by glob relative to
     # it ("{n}": the last number in the file name), for `zoo report`
     report_captions: ClassVar[Mapping[str, str]] = {}
+    # the picture (relative to the run folder) a leaderboard shows for a run of it, if any
+    preview: ClassVar[str | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
@@ -82,11 +86,15 @@ class Plugin:
     ) -> Any:
         """What the core metrics of this plugin are computed from (one pass over ``split``,
         the test images, in fp32); ``train`` is the run's training split, for metrics that
-        set a result against real training data. A task whose metrics need other inputs
-        returns its own evidence class."""
-        from zoo.engine.evaluator import Evidence
+        set a result against real training data. Each task base returns its own evidence
+        class; a plugin that names ``metrics`` outside a task base implements this."""
+        from zoo.core.errors import ConfigError
 
-        return Evidence(self, split, device=device, batch_size=batch_size)
+        raise ConfigError(
+            f"plugin '{self.info.name}' names metrics ({', '.join(self.metrics)}) but makes no "
+            "evidence for them: implement evidence() or subclass a task base such as "
+            "zoo.ClassifierPlugin"
+        )
 
 
 @attrs.frozen
@@ -100,40 +108,23 @@ class TrainPlan:
     total_steps: int
 
 
-class TrainablePlugin(Plugin):
-    """A plugin the generic trainer trains: it builds modules and does one step.
+@attrs.define
+class TrainingContext:
+    """What the trainer hands a plugin before ``configure_optimizers()`` and keeps up to
+    date: the plan, the optimizers, and the counters the trainer owns. The plugin reads
+    it (``self.plan``, ``self.global_step``) and steps through :meth:`update`."""
 
-    The trainer owns everything around the step: device, precision, seeding, batches,
-    epochs and max-steps, progress, metrics, checkpoints. A GAN owns its D/G update
-    order inside :meth:`train_step`.
-    """
-
-    modules: nn.ModuleDict  # set by the core from build(), on the run's device
-    optimizers: dict[str, torch.optim.Optimizer]  # set by the trainer
-    device: torch.device
-    plan: TrainPlan  # set by the trainer before configure_optimizers()
+    plan: TrainPlan
+    skip_nonfinite: bool = False  # --on-nonfinite skip
     global_step: int = 0  # optimizer steps done before the current train_step
-    skip_nonfinite: bool = False  # --on-nonfinite skip, set by the trainer
     skipped_updates: int = 0  # updates dropped for a non-finite loss or gradient
     applied_updates: int = 0  # optimizer steps taken through update()
-
-    def build(self) -> Mapping[str, nn.Module]:
-        """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
-        raise NotImplementedError
-
-    def configure_optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
-        """Create optimizers over ``self.modules``, after they were moved to the device."""
-        raise NotImplementedError
-
-    def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
-        """Forward, backward and optimizer updates for one batch; return detached losses."""
-        raise NotImplementedError
+    optimizers: dict[str, torch.optim.Optimizer] = attrs.field(factory=dict)
 
     def update(self, name: str, loss: torch.Tensor) -> None:
-        """Backpropagate ``loss`` into fresh gradients and step the optimizer ``name``:
-        the building block of multi-network steps such as a GAN's D and G updates.
-        Under ``--on-nonfinite skip`` an update whose loss or gradients are not finite
-        is dropped (counted in ``skipped_updates``) instead of poisoning the weights."""
+        """Backpropagate ``loss`` into fresh gradients and step the optimizer ``name``;
+        under ``skip_nonfinite`` an update whose loss or gradients are not finite is
+        dropped (and counted) instead of poisoning the weights."""
         import torch
 
         optimizer = self.optimizers[name]
@@ -149,17 +140,77 @@ class TrainablePlugin(Plugin):
         optimizer.step()
         self.applied_updates += 1
 
+
+@attrs.frozen
+class EpochContext:
+    """What ``end_of_epoch`` and ``end_of_training`` get: where the run is, and the core
+    evaluator (which runs in fp32; ``precision`` is what the steps train in)."""
+
+    epoch: int
+    step: int
+    run: RunContext
+    plugin: TrainablePlugin
+    device: torch.device
+    precision: str
+    evaluator: Callable[[Iterable[str]], dict[str, Any]]  # handed over by the trainer
+
+    def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
+        """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
+        return {prefix + k: v for k, v in self.evaluator(names).items()}
+
+
+class TrainablePlugin(Plugin):
+    """A plugin the generic trainer trains: it builds modules and does one step.
+
+    The trainer drives it and owns everything around the step: device, precision,
+    seeding, batches, epochs and max-steps, progress, metrics, checkpoints. It hands over
+    a :class:`TrainingContext` (``self.context``) before ``configure_optimizers()``. A
+    GAN owns its D/G update order inside :meth:`train_step`.
+    """
+
+    modules: nn.ModuleDict  # set by the core from build(), on the run's device
+    device: torch.device
+    context: TrainingContext  # handed over by the trainer before configure_optimizers()
+
+    @property
+    def plan(self) -> TrainPlan:
+        """The run's plan (epochs, steps per epoch, total steps)."""
+        return self.context.plan
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps done before the current ``train_step``."""
+        return self.context.global_step
+
+    @property
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """What ``configure_optimizers()`` returned, by name."""
+        return self.context.optimizers
+
+    def build(self) -> Mapping[str, nn.Module]:
+        """Create the networks (on the CPU). Their weights are what a checkpoint holds."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> Mapping[str, torch.optim.Optimizer]:
+        """Create optimizers over ``self.modules``, after they were moved to the device."""
+        raise NotImplementedError
+
+    def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
+        """Forward, backward and optimizer updates for one batch; return detached losses."""
+        raise NotImplementedError
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        """Backpropagate ``loss`` and step the optimizer ``name``: the building block of
+        multi-network steps such as a GAN's D and G updates (see
+        :meth:`TrainingContext.update` for ``--on-nonfinite skip``)."""
+        self.context.update(name, loss)
+
     def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
         """Hook after each epoch (evaluate, write sample grids); returns extra metrics."""
         return {}
 
     def end_of_training(self, epoch: EpochContext) -> None:
         """Hook after the last epoch (e.g. assemble an animation of the epoch grids)."""
-
-    def execute(self, run: RunContext) -> Mapping[str, Any]:
-        from zoo.engine.trainer import Trainer
-
-        return Trainer(self, run).fit()
 
 
 def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 
-from zoo.core.errors import DataError
+from zoo.core.errors import ConfigError, DataError
 
 CLASSES = (
     "T-shirt/top",
@@ -272,3 +272,21 @@ def iterate_batches(
         if drop_singleton and len(index) == 1 and n > 1:
             break  # batch norm cannot train on one image
         yield Batch(to_float(split.images[index], pixel_range), split.labels[index])
+
+
+def parse_label(label: str | int) -> int:
+    """A class index (0-9) or a class name such as ``"Ankle boot"`` or ``ankle-boot``."""
+    if isinstance(label, int) or str(label).strip().isdigit():
+        index = int(label)
+        if 0 <= index < len(CLASSES):
+            return index
+        raise ConfigError(f"label {label}: class indices are 0 to {len(CLASSES) - 1}")
+    wanted = _simplify(str(label))
+    for index, name in enumerate(CLASSES):
+        if wanted in (_simplify(name), _simplify(name.split("/")[0])):
+            return index
+    raise ConfigError(f"unknown class '{label}' (one of: {', '.join(CLASSES)}, or 0-9)")
+
+
+def _simplify(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())

@@ -5,6 +5,9 @@ The CLI prints ``str(error)`` without a traceback and exits with ``exit_code``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 
 def one_line(text: object, limit: int = 300) -> str:
     """A message (often another library's) as one line of at most ``limit`` characters."""
@@ -68,3 +71,16 @@ class Interrupted(ZooError):
     """Ctrl-C during training: a checkpoint was saved and the run can be resumed."""
 
     exit_code = 130
+
+
+@contextlib.contextmanager
+def plugin_code(describe: Callable[[], str]) -> Iterator[None]:
+    """An exception from a plugin's own code becomes one PluginError line: what
+    ``describe()`` says (which plugin, which hook, where), then the error (its traceback
+    stays the cause, for --debug). zoo's own errors pass through unchanged."""
+    try:
+        yield
+    except ZooError:
+        raise
+    except Exception as error:
+        raise PluginError(f"{describe()}: {type(error).__name__}: {one_line(error)}") from error

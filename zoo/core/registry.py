@@ -42,18 +42,14 @@ from zoo.core.errors import ConfigError, PluginLoadError, UnknownPluginError, on
 from zoo.core.settings import SETTING_NAMES
 
 ENTRY_POINT_GROUP = "zoo"
-
-
-def _builtin_registry() -> Path:
-    """registry.toml beside the source tree (checkout, editable install), else the copy a
-    wheel installs under ``<prefix>/share/zoo``."""
-    beside = Path(__file__).resolve().parents[2] / "registry.toml"
-    if beside.is_file():
-        return beside
-    return Path(sys.prefix) / "share" / "zoo" / "registry.toml"
-
-
-BUILTIN_REGISTRY = _builtin_registry()
+# The built-ins are the entry points of zoo's own distribution: its metadata travels with
+# it into every install mode (editable, venv, --user, --target), where a data file such as
+# a catalogue would have to be searched for under a different prefix in each.
+OWN_DISTRIBUTION = "zoo"
+NO_BUILTINS = (
+    "zoo: no built-in plugins: zoo's package metadata (its `zoo` entry points) is not on "
+    "the path; install zoo (`bash setup.sh`, or `pip install -e .` in a checkout)"
+)
 _MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
@@ -89,6 +85,21 @@ class _Source:
     version: str | None = None
 
 
+def _own_entry_points() -> list[importlib.metadata.EntryPoint]:
+    """zoo's own plugin modules, from every copy of its metadata on the path (a stale
+    ``zoo.egg-info`` in a checkout must not hide the installed one's), each once."""
+    found: dict[str, importlib.metadata.EntryPoint] = {}
+    for dist in importlib.metadata.distributions(name=OWN_DISTRIBUTION):
+        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+            found.setdefault(ep.value, ep)
+    return list(found.values())
+
+
+def _distribution(ep: importlib.metadata.EntryPoint) -> tuple[str | None, str | None]:
+    dist = getattr(ep, "dist", None)
+    return (dist.name, dist.version) if dist else (None, None)
+
+
 def strict_from_env() -> bool:
     return os.environ.get("ZOO_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
 
@@ -103,13 +114,13 @@ class Registry:
     def __init__(
         self,
         *,
-        builtin_registry: Path | None = BUILTIN_REGISTRY,
+        builtins: bool = True,
         user_registry: str | os.PathLike | None = None,
         entry_points: bool = True,
         strict: bool | None = None,
         warn: Callable[[str], None] = _warn,
     ) -> None:
-        self._builtin_registry = builtin_registry
+        self._builtins = builtins
         self._user_registry = Path(user_registry) if user_registry else None
         self._entry_points = entry_points
         self._strict = strict_from_env() if strict is None else strict
@@ -188,18 +199,16 @@ class Registry:
         return self._entries
 
     def _sources(self) -> Iterable[_Source]:
-        if self._builtin_registry is not None:
-            yield from _registry_file_sources(self._builtin_registry, "builtin", self._warn)
+        if self._builtins:
+            own = _own_entry_points()
+            if not own:
+                self._warn(NO_BUILTINS)
+            yield from (_Source("builtin", ep.value, ep.load) for ep in own)
         if self._entry_points:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-                dist = getattr(ep, "dist", None)
-                yield _Source(
-                    "entry point",
-                    f"{ep.name} = {ep.value}",
-                    ep.load,
-                    dist.name if dist else None,
-                    dist.version if dist else None,
-                )
+                if _distribution(ep)[0] != OWN_DISTRIBUTION:
+                    yield _Source("entry point", f"{ep.name} = {ep.value}", ep.load,
+                                  *_distribution(ep))  # fmt: skip
         if self._user_registry is not None:
             yield from _registry_file_sources(self._user_registry, "local", self._warn)
 
@@ -454,10 +463,6 @@ def _registry_file_sources(
     if not path.exists():
         raise ConfigError(f"registry file {path} does not exist")
     modules = _once_each(path, read_registry_file(path), warn)
-    if kind == "builtin":
-        for module in modules:
-            yield _Source(kind, module, lambda module=module: importlib.import_module(module))
-        return
     folder = path.resolve().parent
     if folder.stat().st_mode & 0o002:
         raise ConfigError(

@@ -17,6 +17,9 @@ NONFINITE_POLICIES = ("stop", "skip")
 
 @attrs.frozen
 class RunSettings:
+    """How a run trains (epochs, batch size, device, precision...), shared by every
+    plugin; a plugin's ``defaults`` override the values here."""
+
     epochs: int = option(1, help="Total number of epochs.", min=1, max=1_000_000)
     max_steps: int | None = option(
         None, help="Stop after this many optimizer steps in total (for quick runs).", min=1

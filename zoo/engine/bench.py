@@ -23,8 +23,8 @@ import torch
 
 from zoo.core.contract import TrainablePlugin, TrainPlan
 from zoo.core.data import iterate_batches
-from zoo.core.devices import autocast, resolve_device, resolve_precision
 from zoo.core.errors import ConfigError
+from zoo.engine.devices import autocast, resolve_device, resolve_precision
 
 
 @attrs.frozen
@@ -47,7 +47,7 @@ class BenchResult:
     fraction_of_peak: float
     top_ops: list[dict[str, Any]] = attrs.field(factory=list)  # with --profile
     # where batch_size, precision, channels_last and compile came from: "plugin" (the
-    # plugin's run settings, what `zoo run` uses) or "cli"
+    # plugin's run settings, what `zoo run` uses), "cli" or "call" (zoo.bench)
     sources: dict[str, str] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -159,12 +159,11 @@ def bench(
 def _training_step(plugin: TrainablePlugin, settings: Any, train, precision: str, total: int):
     """One training step of ``plugin`` as the trainer takes it (modules, optimizers,
     layout, autocast), as a function that draws the next batch of ``train`` each call."""
-    from zoo.engine.trainer import channels_last_batch, setup_modules
+    from zoo.engine.trainer import channels_last_batch, hand_over, setup_modules
 
     device = train.images.device
-    plugin.plan = TrainPlan(1, total, total)
     setup_modules(plugin, device, settings)
-    plugin.optimizers = dict(plugin.configure_optimizers())
+    context = hand_over(plugin, TrainPlan(1, total, total))
     plugin.modules.train()
     batches = _endless_batches(train, settings.batch_size, plugin.pixel_range)
 
@@ -174,7 +173,7 @@ def _training_step(plugin: TrainablePlugin, settings: Any, train, precision: str
             batch = channels_last_batch(batch)
         with autocast(device, precision):
             losses = plugin.train_step(batch)
-        plugin.global_step += 1
+        context.global_step += 1
         return losses
 
     return step

@@ -83,7 +83,7 @@ def _with(error: ZooError, fate: str) -> ZooError:
 
 
 def _checkpoint_header(path: Path) -> dict | None:
-    from zoo.core.checkpoints import read_meta
+    from zoo.engine.checkpoints import read_meta
 
     if not (path / STATE_FILE).is_file():
         return None

@@ -7,9 +7,12 @@ logs the same ``losses.jsonl`` lines and epoch means as one that never stopped.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from zoo.core.contract import TrainingContext
 
 NEVER = 2**62  # "no non-finite loss yet" for LossWindow.first_bad
 
@@ -18,15 +21,17 @@ class LossWindow:
     """Each key has its own weight: a GAN's generator loss exists only on the steps where
     the generator is updated (every n_critic steps for WGAN). The step of the first
     non-finite loss is tracked on the device too, so a stop names the exact step.
-    Under ``--on-nonfinite skip`` non-finite losses weigh nothing, and the plugin's
-    update counters at the window's start tell whether any update in it was usable.
+    Under ``--on-nonfinite skip`` non-finite losses weigh nothing, and the trainer's
+    update counters (its TrainingContext) at the window's start tell whether any update
+    in it was usable.
     Steps go into a log window; each log window is absorbed into its epoch's window.
     """
 
-    def __init__(self, plugin: Any) -> None:
-        self.plugin = plugin
-        self.drop_nonfinite = plugin.skip_nonfinite
-        self.skipped_before, self.applied_before = plugin.skipped_updates, plugin.applied_updates
+    def __init__(self, counters: TrainingContext) -> None:
+        self.counters = counters
+        self.drop_nonfinite = counters.skip_nonfinite
+        self.skipped_before = counters.skipped_updates
+        self.applied_before = counters.applied_updates
         self.sums: dict[str, torch.Tensor] = {}
         self.weights: dict[str, torch.Tensor | int] = {}
         self.first_bad: torch.Tensor | None = None
@@ -63,11 +68,11 @@ class LossWindow:
     @property
     def skipped(self) -> int:
         """Updates dropped since the window opened (--on-nonfinite skip)."""
-        return self.plugin.skipped_updates - self.skipped_before
+        return self.counters.skipped_updates - self.skipped_before
 
     @property
     def applied(self) -> int:
-        return self.plugin.applied_updates - self.applied_before
+        return self.counters.applied_updates - self.applied_before
 
     def means(self) -> dict[str, float]:
         weights = {k: float(w) for k, w in self.weights.items()}
@@ -90,10 +95,12 @@ class LossWindow:
         }
 
     @classmethod
-    def restore(cls, plugin: Any, state: Mapping[str, Any], device: torch.device) -> LossWindow:
+    def restore(
+        cls, counters: TrainingContext, state: Mapping[str, Any], device: torch.device
+    ) -> LossWindow:
         """A window as :meth:`state` saved it, on ``device``; counters continue from the
-        plugin's (reset) ones."""
-        window = cls(plugin)
+        trainer's (reset) ones."""
+        window = cls(counters)
         for key, value in state["sums"].items():  # add() keeps every sum in float32
             window.sums[key] = torch.tensor(value, dtype=torch.float32, device=device)
         window.weights = {k: _weight(w, window.drop_nonfinite, device)

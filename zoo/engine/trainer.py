@@ -17,19 +17,18 @@ import attrs
 import torch
 from tqdm import tqdm
 
-from zoo.core import __version__, checkpoints, distributed
+from zoo.core import __version__
 from zoo.core.config import to_dict
-from zoo.core.contract import TrainablePlugin, TrainPlan
+from zoo.core.contract import EpochContext, TrainablePlugin, TrainingContext, TrainPlan
 from zoo.core.data import Batch, iterate_batches
-from zoo.core.devices import autocast, resolve_device, resolve_precision
 from zoo.core.errors import (
     CheckpointError,
     ConfigError,
     Interrupted,
-    PluginError,
     RunError,
     ZooError,
     one_line,
+    plugin_code,
 )
 from zoo.core.runs import (
     LOSSES_FILE,
@@ -43,32 +42,14 @@ from zoo.core.runs import (
     write_json,
 )
 from zoo.core.settings import steps_per_epoch, zero_steps_message
+from zoo.engine import checkpoints, distributed
+from zoo.engine.devices import autocast, resolve_device, resolve_precision
 from zoo.engine.evaluator import evaluate, evaluate_with_inputs, save_results
 from zoo.engine.loss_window import LossWindow
 from zoo.engine.progress import StopRequest, duration, format_record, resume_command
 from zoo.reports.plots import plot_losses
 
 LOG_EVERY = 25  # steps per smoothed loss record (losses.jsonl, progress bar)
-
-
-@attrs.frozen
-class EpochContext:
-    """What ``end_of_epoch`` gets: where the run is, and the core evaluator (which runs in
-    fp32; ``precision`` is what the steps train in)."""
-
-    epoch: int
-    step: int
-    run: RunContext
-    plugin: TrainablePlugin
-    device: torch.device
-    precision: str
-
-    def evaluate(self, names: Iterable[str], *, prefix: str = "test_") -> dict[str, Any]:
-        """Core metrics on the test split, keys prefixed (``test_accuracy``)."""
-        evidence = self.plugin.evidence(
-            self.run.data.test, device=self.device, batch_size=self.run.settings.eval_batch_size
-        )
-        return {prefix + k: v for k, v in evaluate(evidence, names).items()}
 
 
 def checkpoint_meta(
@@ -119,6 +100,17 @@ def setup_modules(
     plugin.modules = modules
     plugin.device = device
     return modules
+
+
+def hand_over(
+    plugin: TrainablePlugin, plan: TrainPlan, *, skip_nonfinite: bool = False
+) -> TrainingContext:
+    """Give the plugin the trainer's context (plan and counters), then let it build its
+    optimizers over its modules: the setup the trainer, the step benchmark and tests
+    share, after :func:`setup_modules`."""
+    context = plugin.context = TrainingContext(plan, skip_nonfinite)
+    context.optimizers = dict(plugin.configure_optimizers())
+    return context
 
 
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5
@@ -174,7 +166,7 @@ class Position:
 
 
 @attrs.define
-class _Windows:
+class _LossWindows:
     """The open loss windows of an epoch: the next losses.jsonl line, and the epoch."""
 
     log: LossWindow
@@ -203,19 +195,11 @@ class Trainer:
             if self._stop is not None:
                 self._stop.restore()
 
-    @contextlib.contextmanager
-    def _plugin_code(self, hook: str) -> Iterator[None]:
+    def _plugin_code(self, hook: str) -> contextlib.AbstractContextManager[None]:
         """An exception from the plugin's own code becomes one line naming the plugin,
-        its hook and the step (the traceback stays its cause, for --debug)."""
-        try:
-            yield
-        except ZooError:
-            raise
-        except Exception as error:
-            raise PluginError(
-                f"plugin '{self.plugin.info.name}' failed in {hook} after step "
-                f"{self.position.step}: {type(error).__name__}: {one_line(error)}"
-            ) from error
+        its hook and the step."""
+        return plugin_code(lambda: f"plugin '{self.plugin.info.name}' failed in {hook} "
+                                   f"after step {self.position.step}")  # fmt: skip
 
     def _fit(self) -> dict[str, Any]:
         note = self._setup()
@@ -245,7 +229,7 @@ class Trainer:
             raise ConfigError(zero_steps_message(len(self.train), settings.batch_size))
         # the checkpoint a resume continues: read once, for its plan and its loss windows
         self._header = checkpoints.read_meta(run.path, STATE_FILE) if settings.resume else {}
-        plugin.plan, note = plan_run(settings.epochs, per_epoch, self._recorded_plan(per_epoch))
+        plan, note = plan_run(settings.epochs, per_epoch, self._recorded_plan(per_epoch))
         self.stop_at = settings.epochs * per_epoch
         if settings.max_steps is not None:
             self.stop_at = min(self.stop_at, settings.max_steps)
@@ -253,12 +237,13 @@ class Trainer:
             modules = self.modules = setup_modules(plugin, device, settings)
         _check_batch_norm(modules, settings.batch_size, len(self.train))
         with self._plugin_code("configure_optimizers"):
-            self.optimizers = plugin.optimizers = dict(plugin.configure_optimizers())
+            skip = settings.on_nonfinite == "skip"
+            self.context = hand_over(plugin, plan, skip_nonfinite=skip)
+        self.optimizers = self.context.optimizers
         with self._plugin_code("evidence"):
             self.evaluation = self._evaluation_inputs(device)  # checked now, used at the end
-        plugin.skip_nonfinite, plugin.skipped_updates = settings.on_nonfinite == "skip", 0
         self.shuffle = torch.Generator().manual_seed(settings.seed)  # same order on every rank
-        self.replicas = modules
+        self.replicas = modules  # what train_step sees: under torchrun, the DDP wrappers
         if world.active:
             self.replicas = distributed.replicate(modules, device)
             torch.manual_seed(settings.seed + world.rank)  # own noise and dropout per replica
@@ -285,7 +270,7 @@ class Trainer:
             )
         return recorded[0]
 
-    def _begin(self) -> _Windows | None:
+    def _begin(self) -> _LossWindows | None:
         """Restore a checkpoint into the networks, optimizers and RNGs. Only once all of
         it is checked is the run folder touched: config.json records the call, stale temp
         files go, and the logs are cut back to the checkpoint."""
@@ -311,14 +296,14 @@ class Trainer:
             truncate_jsonl(self.run.path / LOSSES_FILE, lambda r: _covered(r, "step", step))
         return windows
 
-    def _restored_windows(self, header: Mapping[str, Any]) -> _Windows | None:
+    def _restored_windows(self, header: Mapping[str, Any]) -> _LossWindows | None:
         saved = header.get("windows")
         if saved is None:
             return None
         try:
-            return _Windows(
-                LossWindow.restore(self.plugin, saved["log"], self.device),
-                LossWindow.restore(self.plugin, saved["epoch"], self.device),
+            return _LossWindows(
+                LossWindow.restore(self.context, saved["log"], self.device),
+                LossWindow.restore(self.context, saved["epoch"], self.device),
             )
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
             raise CheckpointError(
@@ -366,10 +351,8 @@ class Trainer:
             recorded = kind(build(kind.Config, read_run(self.run.path).config))
         except (ZooError, TypeError, ValueError):
             return {}
-        recorded.modules, recorded.device, recorded.plan = (
-            self.modules, self.device, self.plugin.plan,
-        )  # fmt: skip
-        return _hyperparameters(dict(recorded.configure_optimizers()))
+        recorded.modules, recorded.device = self.modules, self.device
+        return _hyperparameters(hand_over(recorded, self.plugin.plan).optimizers)
 
     def _announce(self, note: str | None) -> None:
         settings, plugin, world = self.settings, self.plugin, self.world
@@ -387,7 +370,7 @@ class Trainer:
                 f"(epoch {self.position.epoch + 1})"
             )
 
-    def _train(self, windows: _Windows | None) -> dict[str, Any]:
+    def _train(self, windows: _LossWindows | None) -> dict[str, Any]:
         interactive = self.settings.progress and sys.stderr.isatty() and self.world.is_main
         self._bar = tqdm(total=self.stop_at, unit="step", dynamic_ncols=True,
                          disable=not interactive, file=sys.stderr)  # fmt: skip
@@ -406,10 +389,10 @@ class Trainer:
         self._bar.close()
         return record
 
-    def _epoch(self, epoch: int, windows: _Windows | None) -> dict[str, Any]:
+    def _epoch(self, epoch: int, windows: _LossWindows | None) -> dict[str, Any]:
         plugin, position = self.plugin, self.position
         self.modules.train()
-        windows = windows or _Windows(LossWindow(plugin), LossWindow(plugin))
+        windows = windows or _LossWindows(LossWindow(self.context), LossWindow(self.context))
         windows.started = time.perf_counter()
         order_state = self.shuffle.get_state()  # a stop inside the epoch redraws this order
         batches = iterate_batches(
@@ -417,14 +400,15 @@ class Trainer:
             drop_singleton=True, shard=(self.world.rank, self.world.size), skip=position.skip,
         )  # fmt: skip
         position.skip = 0
-        for batch in batches:
-            if self._stop.requested:  # Ctrl-C: checkpoint here, at a step boundary
-                self._stop.restore()
-                self._checkpoint_inside(epoch, order_state, windows)
-                self._interrupted(epoch)
-            self._step(batch, windows)
-            if position.step >= self.stop_at:
-                break
+        with self._replicas_in_training():
+            for batch in batches:
+                if self._stop.requested:  # Ctrl-C: checkpoint here, at a step boundary
+                    self._stop.restore()
+                    self._checkpoint_inside(epoch, order_state, windows)
+                    self._interrupted(epoch)
+                self._step(batch, windows)
+                if position.step >= self.stop_at:
+                    break
         if position.step < epoch * plugin.plan.steps_per_epoch:  # --max-steps, mid-epoch
             self._check_finite(windows.log, windows.log.means(), position.step, whole=False)
             self._checkpoint_inside(epoch, order_state, windows)
@@ -433,10 +417,19 @@ class Trainer:
             return self._end_epoch(epoch, windows, partial=True)
         return self._end_epoch(epoch, windows)
 
-    def _step(self, batch: Batch, windows: _Windows) -> None:
+    @contextlib.contextmanager
+    def _replicas_in_training(self) -> Iterator[None]:
+        """The steps of an epoch see the DDP replicas under torchrun (gradients are
+        averaged); hooks, checkpoints and evaluation see the plugin's own networks."""
+        self.plugin.modules = self.replicas
+        try:
+            yield
+        finally:
+            self.plugin.modules = self.modules
+
+    def _step(self, batch: Batch, windows: _LossWindows) -> None:
         plugin, position = self.plugin, self.position
-        plugin.global_step = position.step
-        plugin.modules = self.replicas
+        self.context.global_step = position.step
         if self.settings.channels_last:
             batch = channels_last_batch(batch)
         try:  # no context manager per step: this is the hot path
@@ -445,7 +438,6 @@ class Trainer:
         except Exception:
             with self._plugin_code("train_step"):  # turns it into one line, names the step
                 raise
-        plugin.modules = self.modules
         position.step += 1
         windows.images += len(batch) * self.world.size
         windows.log.add(losses, len(batch), position.step)
@@ -453,7 +445,7 @@ class Trainer:
         if position.step % LOG_EVERY == 0 or position.step == plugin.plan.total_steps:
             self._log(windows)
 
-    def _log(self, windows: _Windows, *, partial: bool = False) -> None:
+    def _log(self, windows: _LossWindows, *, partial: bool = False) -> None:
         """One losses.jsonl line; a partial one (a --max-steps stop between two lines) is
         dropped when the run resumes, whose next line then covers those steps too."""
         step, means = self.position.step, windows.log.means()
@@ -463,9 +455,9 @@ class Trainer:
             append_jsonl(self.run.path / LOSSES_FILE, line)
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
         windows.epoch.absorb(windows.log)
-        windows.log = LossWindow(self.plugin)
+        windows.log = LossWindow(self.context)
 
-    def _end_epoch(self, epoch: int, windows: _Windows, *, partial: bool = False) -> dict:
+    def _end_epoch(self, epoch: int, windows: _LossWindows, *, partial: bool = False) -> dict:
         """Epoch means, the plugin's end-of-epoch hook, metrics.jsonl and (for a whole
         epoch) the checkpoint. A partial epoch's record is dropped on resume."""
         plugin, step = self.plugin, self.position.step
@@ -473,7 +465,7 @@ class Trainer:
         windows.epoch.absorb(windows.log)  # the steps since the last log line
         train_means = windows.epoch.means()
         self._check_finite(windows.epoch, train_means, step)
-        if plugin.skip_nonfinite:
+        if self.context.skip_nonfinite:
             train_means["skipped_updates"] = windows.epoch.skipped
             if windows.epoch.skipped:
                 self._say(f"zoo: warning: epoch {epoch} skipped {windows.epoch.skipped} "
@@ -499,7 +491,14 @@ class Trainer:
 
     def _context(self, epoch: int) -> EpochContext:
         return EpochContext(epoch, self.position.step, self.run, self.plugin, self.device,
-                            self.precision)  # fmt: skip
+                            self.precision, self._evaluate_test)  # fmt: skip
+
+    def _evaluate_test(self, names: Iterable[str]) -> dict[str, Any]:
+        """The core metrics ``names`` on the run's test split (an epoch hook's evaluate)."""
+        evidence = self.plugin.evidence(
+            self.run.data.test, device=self.device, batch_size=self.settings.eval_batch_size
+        )
+        return evaluate(evidence, names)
 
     def _print_epoch(self, epoch: int, record: Mapping[str, Any]) -> None:
         step = self.position.step
@@ -574,7 +573,7 @@ class Trainer:
             return
         with torch.no_grad():
             results = evaluate_with_inputs(evidence, self.plugin.metrics)
-        save_results(self.run.path, results, self.plugin.info.name)
+        save_results(self.run.path, results, self.plugin.metrics, self.plugin.info.name)
 
     def _check_finite(
         self, window: LossWindow, means: Mapping[str, float], step: int, *, whole: bool = True
@@ -610,7 +609,9 @@ class Trainer:
                 "checkpoint of them was written (try a lower learning rate)"
             )
 
-    def _checkpoint_inside(self, epoch: int, order_state: torch.Tensor, windows: _Windows) -> None:
+    def _checkpoint_inside(
+        self, epoch: int, order_state: torch.Tensor, windows: _LossWindows
+    ) -> None:
         """A checkpoint inside ``epoch`` (Ctrl-C, --max-steps): ``epoch - 1`` whole epochs,
         the epoch's data order and its open loss windows, so a resume continues it."""
         self._check_weights(self.position.step)

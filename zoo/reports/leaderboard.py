@@ -116,9 +116,8 @@ def _preview(summary: RunSummary) -> Picture | None:
     if grids := summary.epoch_grids:
         return grids[-1]
     named = {p.name: p for p in summary.pictures}
-    for name in ("confusion_matrix.png", "robustness.png"):
-        if name in named:
-            return named[name]
+    if summary.preview in named:
+        return named[summary.preview]
     others = [p for p in summary.pictures if p.name not in ("loss.png", "animation.gif")]
     return others[0] if others else None
 

@@ -116,3 +116,18 @@ def save_gif(frames: Sequence[Path], path: Path, *, milliseconds: int = 400) -> 
         images[0], path, save_all=True, append_images=images[1:], duration=milliseconds, loop=0
     )
     return path
+
+
+EPOCH_PICTURES = "samples"  # the folder of the per-epoch grids and sheets of a run
+EPOCH_PATTERN = f"{EPOCH_PICTURES}/epoch_*.png"
+
+
+def epoch_picture(run_dir: Path, epoch: int) -> Path:
+    """Where epoch ``epoch``'s grid or sheet goes: the report and leaderboard find the
+    pictures of every task (generators' grids, colorizers' sheets) by this one name."""
+    return run_dir / EPOCH_PICTURES / f"epoch_{epoch:03d}.png"
+
+
+def animate_epochs(run_dir: Path) -> Path | None:
+    """animation.gif from the per-epoch pictures, in epoch order."""
+    return save_gif(sorted(run_dir.glob(EPOCH_PATTERN)), run_dir / "animation.gif")

@@ -22,6 +22,7 @@ import attrs
 from zoo.core.errors import RunError
 from zoo.core.runs import CONFIG_FILE, RunRecord, is_outside_link, load_json, read_run, write_atomic
 from zoo.reports import html
+from zoo.reports.plots import EPOCH_PATTERN
 
 REPORT_FILE = "report.html"
 CORE_CAPTIONS = {
@@ -48,6 +49,7 @@ class RunSummary:
     history: list[dict[str, Any]]
     results: dict[str, Any]  # results file stem -> its JSON
     pictures: list[Picture]
+    preview: str | None = None  # the picture the plugin names for a leaderboard row
 
     @property
     def name(self) -> str:
@@ -55,7 +57,7 @@ class RunSummary:
 
     @property
     def epoch_grids(self) -> list[Picture]:
-        return [p for p in self.pictures if fnmatch.fnmatch(p.name, "samples/epoch_*")]
+        return [p for p in self.pictures if fnmatch.fnmatch(p.name, EPOCH_PATTERN)]
 
 
 def summarize(run_dir: str | Path) -> RunSummary:
@@ -77,7 +79,8 @@ def summarize(run_dir: str | Path) -> RunSummary:
             results[path.stem] = _read_json(path)
         except ValueError:
             results[path.stem] = f"{path.name} is damaged and was left out"
-    return RunSummary(record, getattr(plugin, "info", None), record.history, results, pictures)
+    info, preview = getattr(plugin, "info", None), getattr(plugin, "preview", None)
+    return RunSummary(record, info, record.history, results, pictures, preview)
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:

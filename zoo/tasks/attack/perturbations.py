@@ -1,7 +1,8 @@
 """Adversarial perturbations (FGSM, PGD) against any classifier's ``predict``.
 
-They live in the core so that the ``fgsm`` attack plugin, adversarial training in
-:class:`zoo.ClassifierPlugin` and third-party plugins share one implementation.
+They live in the core so that the ``fgsm`` and ``pgd`` attack plugins, adversarial
+training in :class:`zoo.ClassifierPlugin` and third-party plugins share one
+implementation (exported as ``zoo.fgsm``, ``zoo.pgd``, ...).
 
 Images are in the classifier's own pixel range; ``eps`` is in that range too (see
 :func:`eps_in_range` to convert from the paper's [-1, 1] scale or from [0, 1]).
@@ -90,19 +91,78 @@ def pgd(
     step_size: float | None = None,
     mask: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    random_start: bool = True,
+    restarts: int = 1,
 ) -> torch.Tensor:
-    """Projected gradient descent (Madry et al.): a random start in the eps-ball, then
-    ``steps`` FGSM steps, each projected back into the ball and the valid range."""
+    """Projected gradient descent (Madry et al.): from a random start in the eps-ball
+    (or the image itself), ``steps`` FGSM steps of ``step_size`` (default 2.5 * eps /
+    steps), each projected back into the ball and the valid range.
+
+    With ``restarts`` > 1 each image keeps its worst case over the random starts: one
+    that fools the classifier, else the one with the highest loss (without a random
+    start every restart would be the same, so there is one)."""
     if eps == 0:
         return images.detach()
     step_size = 2.5 * eps / steps if step_size is None else step_size
+    tries = restarts if random_start else 1
+    worst = None
+    for _ in range(tries):
+        adversarial = _pgd_once(
+            predict, images, labels, eps, pixel_range, steps=steps, step_size=step_size,
+            mask=mask, generator=generator if random_start else None,
+        )  # fmt: skip
+        if tries == 1:
+            return adversarial
+        worst = _keep_worst(predict, labels, worst, adversarial)
+    return worst[0]
+
+
+def _pgd_once(
+    predict: Predict,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    pixel_range: tuple[float, float],
+    *,
+    steps: int,
+    step_size: float,
+    mask: torch.Tensor | None,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """One PGD attack; a random start when ``generator`` is given."""
     original = images.detach()
-    noise = torch.rand(original.shape, generator=generator, device="cpu").to(original.device)
-    start = (noise * 2 - 1) * eps
-    if mask is not None:
-        start = start * mask
-    adversarial = (original + start).clamp(*pixel_range)
+    adversarial = original
+    if generator is not None:
+        noise = torch.rand(original.shape, generator=generator, device="cpu").to(original.device)
+        start = (noise * 2 - 1) * eps
+        if mask is not None:
+            start = start * mask
+        adversarial = (original + start).clamp(*pixel_range)
     for _ in range(steps):
         adversarial = fgsm(predict, adversarial, labels, step_size, pixel_range, mask=mask)
         adversarial = torch.min(torch.max(adversarial, original - eps), original + eps)
     return adversarial.clamp(*pixel_range)
+
+
+Worst = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, fooled, loss
+
+
+def _keep_worst(
+    predict: Predict, labels: torch.Tensor, worst: Worst | None, candidate: torch.Tensor
+) -> Worst:
+    """Per image, the worse of the kept attack and ``candidate``: fooling the classifier
+    beats not fooling it, then the higher loss wins."""
+    with torch.no_grad():
+        logits = predict(candidate).float()
+    loss = F.cross_entropy(logits, labels, reduction="none")
+    fooled = logits.argmax(dim=1) != labels
+    if worst is None:
+        return candidate, fooled, loss
+    kept, kept_fooled, kept_loss = worst
+    better = (fooled & ~kept_fooled) | ((fooled == kept_fooled) & (loss > kept_loss))
+    pick = better.view(-1, *([1] * (candidate.dim() - 1)))
+    return (
+        torch.where(pick, candidate, kept),
+        torch.where(better, fooled, kept_fooled),
+        torch.where(better, loss, kept_loss),
+    )

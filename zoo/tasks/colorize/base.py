@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from zoo.core.contract import PluginInfo, TrainablePlugin
+from zoo.core.contract import TrainablePlugin
 from zoo.core.data import CLASSES, Split
 from zoo.tasks.colorize.color_data import paint
 from zoo.tasks.colorize.palette import Palette, default_palette, test_color_table
@@ -20,9 +20,8 @@ from zoo.tasks.colorize.palette import Palette, default_palette, test_color_tabl
 if TYPE_CHECKING:
     import torch
 
-    from zoo.engine.trainer import EpochContext
+    from zoo.core.contract import EpochContext
 
-SHEETS_DIR = "samples"
 SHEET_EXAMPLES = 2  # test images per class on each epoch's sheet
 
 
@@ -74,16 +73,16 @@ class ColorizerPlugin(TrainablePlugin):
         return ColorizationEvidence(self, split, device=device, batch_size=batch_size)
 
     def end_of_epoch(self, epoch: EpochContext) -> dict[str, float]:
-        sheet = epoch.run.path / SHEETS_DIR / f"epoch_{epoch.epoch:03d}.png"
-        self.save_sheet(epoch.run.data.test, sheet)
+        from zoo.reports.plots import epoch_picture
+
+        self.save_sheet(epoch.run.data.test, epoch_picture(epoch.run.path, epoch.epoch))
         results = epoch.evaluate(["colorization_error"])
         return {k: v for k, v in results.items() if isinstance(v, float)}
 
     def end_of_training(self, epoch: EpochContext) -> None:
-        from zoo.reports.plots import save_gif
+        from zoo.reports.plots import animate_epochs
 
-        frames = sorted((epoch.run.path / SHEETS_DIR).glob("epoch_*.png"))
-        save_gif(frames, epoch.run.path / "animation.gif")
+        animate_epochs(epoch.run.path)
 
     def save_sheet(self, test: Split, path) -> None:
         """Columns: one class each; rows: gray input, colourised, target, for the first
@@ -111,14 +110,3 @@ class ColorizerPlugin(TrainablePlugin):
                 row[present] = images.cpu()
                 rows.append(row)
         save_grid(torch.cat(rows), path, nrow=len(CLASSES), pixel_range=self.pixel_range)
-
-
-class GrayCopy(ColorizerPlugin):
-    """The baseline every colorizer must beat: the gray image copied into R, G and B."""
-
-    info = PluginInfo(
-        name="gray-copy", task="colorize", summary="baseline: gray copied into R, G and B"
-    )
-
-    def colorize(self, gray, colors=None):
-        return gray.expand(-1, 3, -1, -1)

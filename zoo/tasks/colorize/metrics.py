@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from zoo.core.data import CLASSES, iterate_batches
-from zoo.core.devices import exact_fp32
+from zoo.engine.devices import exact_fp32
 from zoo.engine.evaluator import Evidence, metric
 from zoo.tasks.colorize.color_data import estimate_colors, nearest_color
 from zoo.tasks.colorize.palette import test_color_table

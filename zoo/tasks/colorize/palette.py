@@ -15,7 +15,7 @@ from pathlib import Path
 
 import attrs
 
-from zoo.core.data import CLASSES
+from zoo.core.data import CLASSES, parse_label
 from zoo.core.errors import ConfigError
 
 RGB = tuple[float, float, float]  # each channel in [0, 1]
@@ -76,8 +76,6 @@ class Palette:
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, object], *, source: str = "palette") -> Palette:
         """class name (any spelling ``zoo sample --label`` takes) -> colour name or hex."""
-        from zoo.tasks.generate.base import parse_label
-
         by_index: dict[int, str] = {}
         for key, value in mapping.items():
             try:

@@ -11,36 +11,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zoo.core.contract import TrainablePlugin
-from zoo.core.data import CLASSES
+from zoo.core.data import CLASSES, parse_label
 from zoo.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
 
+    from zoo.core.contract import EpochContext
     from zoo.core.data import Split
-    from zoo.engine.trainer import EpochContext
 
 GRID_ROWS = 10
-SAMPLES_DIR = "samples"
 FIXED_NOISE_SEED = 2_147_483_647  # the same grid noise every epoch, whatever the run seed
 
 
-def parse_label(label: str | int) -> int:
-    """A class index (0-9) or a class name such as ``"Ankle boot"`` or ``ankle-boot``."""
-    if isinstance(label, int) or str(label).strip().isdigit():
-        index = int(label)
-        if 0 <= index < len(CLASSES):
-            return index
-        raise ConfigError(f"label {label}: class indices are 0 to {len(CLASSES) - 1}")
-    wanted = _simplify(str(label))
-    for index, name in enumerate(CLASSES):
-        if wanted in (_simplify(name), _simplify(name.split("/")[0])):
-            return index
-    raise ConfigError(f"unknown class '{label}' (one of: {', '.join(CLASSES)}, or 0-9)")
+def dcgan_init(module: Any) -> None:
+    """The DCGAN initialisation (Radford et al. 2016): N(0, 0.02) convolution and linear
+    weights, N(1, 0.02) batch-norm scales, zero biases; use ``net.apply(zoo.dcgan_init)``."""
+    from torch import nn
 
-
-def _simplify(name: str) -> str:
-    return "".join(ch for ch in name.lower() if ch.isalnum())
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
 
 
 class GeneratorPlugin(TrainablePlugin):
@@ -48,6 +43,7 @@ class GeneratorPlugin(TrainablePlugin):
     accept class labels."""
 
     conditional: ClassVar[bool] = False
+    evaluation_options = frozenset({"judge", "samples", "seed"})
     pixel_range = (-1.0, 1.0)
     metrics = (
         "frechet_distance",
@@ -129,16 +125,15 @@ class GeneratorPlugin(TrainablePlugin):
         return latent, labels
 
     def end_of_epoch(self, epoch: EpochContext) -> dict[str, float]:
-        from zoo.reports.plots import save_grid
+        from zoo.reports.plots import epoch_picture, save_grid
 
         latent, labels = self.grid_inputs()
         images = self.generate(latent, labels)
-        path = epoch.run.path / SAMPLES_DIR / f"epoch_{epoch.epoch:03d}.png"
+        path = epoch_picture(epoch.run.path, epoch.epoch)
         save_grid(images, path, nrow=GRID_ROWS, pixel_range=self.pixel_range)
         return {}
 
     def end_of_training(self, epoch: EpochContext) -> None:
-        from zoo.reports.plots import save_gif
+        from zoo.reports.plots import animate_epochs
 
-        frames = sorted((epoch.run.path / SAMPLES_DIR).glob("epoch_*.png"))
-        save_gif(frames, epoch.run.path / "animation.gif")
+        animate_epochs(epoch.run.path)

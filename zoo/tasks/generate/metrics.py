@@ -38,9 +38,9 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from zoo.core.data import CLASSES, Split, iterate_batches, user_cache_dir
-from zoo.core.devices import exact_fp32
 from zoo.core.errors import ConfigError, StorageError
 from zoo.core.runs import write_atomic
+from zoo.engine.devices import exact_fp32
 from zoo.engine.evaluator import metric
 
 NEAREST_K = 3  # Kynkäänniemi et al.'s choice

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from zoo.core.data import Batch
-    from zoo.engine.trainer import EpochContext
+    from zoo.core.contract import EpochContext
+    from zoo.core.data import Batch, Split
 
 
 @attrs.frozen
@@ -50,6 +50,7 @@ class ClassifierPlugin(TrainablePlugin):
     Config = ClassifierConfig
     metrics = ("accuracy", "per_class_accuracy", "confusion_matrix")
     defaults = {"epochs": 10, "batch_size": 32}
+    preview = "confusion_matrix.png"
 
     def build_network(self) -> nn.Module:
         raise NotImplementedError
@@ -74,6 +75,11 @@ class ClassifierPlugin(TrainablePlugin):
         it where that is too wide for a covariance (the cnn pools its feature maps).
         """
         return self.modules["net"][:-1](images).flatten(1)
+
+    def evidence(self, split: Split, *, device, batch_size: int, train: Split | None = None):
+        from zoo.tasks.classify.metrics import ClassificationEvidence
+
+        return ClassificationEvidence(self, split, device=device, batch_size=batch_size)
 
     def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
         import torch.nn.functional as F

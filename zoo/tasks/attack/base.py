@@ -1,0 +1,128 @@
+"""The attack contract: a plugin that perturbs test images to fool a trained classifier.
+
+An attack plugin writes one method, :meth:`AttackPlugin.perturb`. The core
+(:mod:`zoo.tasks.attack.runner`) does everything around it, so that every attack,
+built-in or third-party, is measured the same way: it loads and checks the target
+classifier runs, batches the test split, converts epsilon into each target's pixel
+range, runs the masked and standard modes, checks every batch the attack returns, and
+writes ``robustness.json``, the curves and the example sheet.
+
+This module imports no torch, so ``zoo list`` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import attrs
+
+from zoo.core.config import option
+from zoo.core.contract import Plugin
+
+if TYPE_CHECKING:
+    import torch
+
+    from zoo.core.runs import RunContext
+
+DEFAULT_EPSILONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+MODES = ("masked", "standard")
+SCALES = ("paper", "unit")
+
+
+@attrs.frozen
+class AttackConfig:
+    """What every attack run takes; an attack's own Config subclasses it."""
+
+    target: tuple[str, ...] = option(
+        (), help="Classifier run folder(s) to attack; repeat --target or separate with commas."
+    )
+    epsilons: tuple[float, ...] = option(
+        DEFAULT_EPSILONS, help="Perturbation sizes, in the scale chosen by --scale.", min=0.0
+    )
+    scale: str = option(
+        "paper",
+        help="Scale of epsilon: paper = images in [-1, 1] as in the paper, unit = [0, 1].",
+        choices=SCALES,
+    )
+    modes: tuple[str, ...] = option(
+        MODES,
+        help="masked = the paper's noise on pixels above the background only; "
+        "standard = noise anywhere in the image.",
+        choices=MODES,
+    )
+    examples: int = option(8, help="Test images shown in examples.png.", min=1, max=32)
+
+
+class Classifier(Protocol):
+    """What an attack sees of its target: the loaded classifier plugin."""
+
+    pixel_range: tuple[float, float]
+
+    def predict(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 10) for images (N, 1, 28, 28) in ``pixel_range``."""
+        ...
+
+
+class AttackPlugin(Plugin):
+    """Subclasses set ``info`` (task "attack") and implement :meth:`perturb`.
+
+    The core checks what ``perturb`` returns (same shape, finite, inside the eps-ball and
+    the pixel range, untouched outside the mask) and refuses the run with one line
+    otherwise, so a buggy attack cannot report robustness numbers it did not earn.
+    """
+
+    Config: ClassVar[type] = AttackConfig
+    report_captions: ClassVar[Mapping[str, str]] = {
+        "robustness.png": "Test accuracy of each classifier run against the attack strength ε",
+        "examples.png": "Test images and their adversarial versions, with the predictions",
+    }
+    preview: ClassVar[str | None] = "robustness.png"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not (isinstance(cls.Config, type) and issubclass(cls.Config, AttackConfig)):
+            raise TypeError(
+                f"{cls.__name__}.Config must subclass zoo.AttackConfig (it holds the "
+                "targets, epsilons and modes the core reads)"
+            )
+
+    def perturb(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        eps: float,
+        *,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Adversarial versions of ``images`` (N, 1, 28, 28, in ``model.pixel_range``).
+
+        ``eps`` (> 0) is already in that range; ``mask`` (masked mode, else None) is 1
+        where noise is allowed; ``generator`` is a seeded CPU generator for random
+        starts (draw on the CPU, then move: the numbers then match on every device)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement perturb()")
+
+    def perturb_epsilons(
+        self,
+        model: Classifier,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        epsilons: Sequence[float],
+        *,
+        mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> list[torch.Tensor]:
+        """One batch for each of ``epsilons``, in order. Override it where the epsilons
+        of a curve can share work (FGSM: one gradient for all of them)."""
+        return [
+            self.perturb(model, images, labels, eps, mask=mask, generator=generator)
+            for eps in epsilons
+        ]
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        """The attack run: curves for every target and mode (see the module docstring)."""
+        from zoo.tasks.attack.runner import attack_runs
+
+        return attack_runs(self, run)
