@@ -9,7 +9,7 @@ be exactly); no flips, since Fashion-MNIST's shoes all point one way and a featu
 network blind to direction would not see a generator get it wrong. It writes the
 weights as safetensors (metadata: name, recipe, test accuracy) and
 benchmarks/results/evaluator.json; releasing them means copying the file into
-zoo/weights and its SHA-256 into ``PINNED`` in zoo/tasks/generate/feature_network.py.
+zoo/tasks/generate/weights and its SHA-256 into ``PINNED`` in zoo/tasks/generate/feature_network.py.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""The zoo's built-in plugins, installed as ``zoo_plugins`` and listed in registry.toml."""
+"""The zoo's built-in plugins, installed as ``zoo_plugins`` and registered
+through zoo's own entry points (pyproject.toml)."""

@@ -135,6 +135,17 @@ def test_pgd_without_random_start_is_deterministic_and_one_full_step_is_fgsm(bat
     assert torch.equal(single_step, zoo.fgsm(plugin.predict, images, labels, eps, low_high))
 
 
+def test_pgd_starts_at_random_without_a_generator_too(batch):
+    """Called directly, without a generator, the random start comes from torch's global
+    generator: one step of size 0 leaves the images at their random start."""
+    plugin, images, labels = batch
+    torch.manual_seed(0)
+    started = zoo.pgd(plugin.predict, images, labels, 0.05, plugin.pixel_range, steps=1,
+                      step_size=1e-12)  # fmt: skip
+    moved = (started - images).abs()
+    assert float(moved.max()) > 0.04 and float(moved.max()) <= 0.05 + 1e-6
+
+
 def test_fgsm_plugin_shares_one_gradient_across_epsilons(batch):
     plugin, images, labels = batch
     fgsm = zoo.get_plugin("fgsm")()
@@ -271,6 +282,20 @@ BAD_OUTPUTS = {
         lambda self, model, images, labels, eps, **_: images.tolist(),
         "standard",
         "attack 'listed' returned a list, not a tensor",
+    ),
+    "in-place": (  # edits the batch it was given: checked against an untouched original
+        lambda self, model, images, labels, eps, **_: images.add_(2 * eps).clamp_(
+            *model.pixel_range
+        ),
+        "standard",
+        "attack 'in-place' returned images outside the eps-ball (max |delta| 0.1 > eps 0.05)",
+    ),
+    "unmask-in-place": (  # widens the mask it was given, then uses it
+        lambda self, model, images, labels, eps, mask=None, **_: (
+            images + eps * mask.fill_(1.0)
+        ).clamp(*model.pixel_range),
+        "masked",
+        "attack 'unmask-in-place' changed pixels outside the mask in masked mode",
     ),
     "unmasked": (  # ignores the mask: in the ball and the range, but on the background
         lambda self, model, images, labels, eps, **_: _nudge(images, eps, model.pixel_range),

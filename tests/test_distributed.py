@@ -57,3 +57,50 @@ def test_skipping_non_finite_updates_is_refused_under_torchrun(tmp_path):
     assert result.returncode != 0
     assert "--on-nonfinite skip works in one process only" in result.stderr
     assert not list(tmp_path.rglob("*.safetensors"))
+
+
+WHO_SEES_WHAT = """
+import zoo
+
+
+class Probe(zoo.ClassifierPlugin):
+    info = zoo.PluginInfo(name="probe", task="classify", summary="which modules hooks see")
+
+    def build_network(self):
+        from torch import nn
+
+        return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+    def _wrapped(self):
+        return float(type(self.modules["net"]).__name__ == "DistributedDataParallel")
+
+    def train_step(self, batch):
+        import torch
+
+        losses = dict(super().train_step(batch))
+        return {**losses, "step_sees_ddp": torch.tensor(self._wrapped())}
+
+    def end_of_epoch(self, epoch):
+        return {"hook_sees_ddp": self._wrapped(), **super().end_of_epoch(epoch)}
+
+
+@zoo.hookimpl
+def register_plugins(register):
+    register(Probe)
+"""
+
+
+def test_steps_see_the_replicas_and_hooks_the_plugins_own_networks(tmp_path, monkeypatch):
+    """Under torchrun, train_step trains the DDP replicas (gradients averaged) while the
+    epoch hooks, run on rank 0 only, get the plain networks (no collective hangs there)."""
+    (tmp_path / "probe_plugin.py").write_text(WHO_SEES_WHAT)
+    (tmp_path / "registry.toml").write_text('[[plugins]]\nmodule = "probe_plugin"\n')
+    monkeypatch.setenv("ZOO_REGISTRY", str(tmp_path / "registry.toml"))
+    result = torchrun("probe", "--epochs", "2", "--train-size", "256", "--test-size", "64",
+                      "--batch-size", "32", "--device", "cpu", "--no-progress", "--out",
+                      str(tmp_path / "runs"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    records = read_jsonl(run / "metrics.jsonl")
+    assert [r["step_sees_ddp"] for r in records] == [1.0, 1.0]
+    assert [r["hook_sees_ddp"] for r in records] == [0.0, 0.0]

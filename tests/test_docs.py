@@ -48,3 +48,34 @@ def test_relative_links_in_the_docs_point_to_files():
             if not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert not broken, broken
+
+
+def _code_block(page: str, first_line: str) -> str:
+    """The fenced Python block of ``page`` that starts with ``first_line``."""
+    import re
+
+    text = (REPO / "docs" / page).read_text()
+    for block in re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL):
+        if block.startswith(first_line):
+            return block
+    raise AssertionError(f"no code block starting {first_line!r} in docs/{page}")
+
+
+def test_the_trainable_plugin_example_trains_and_evaluates_as_written(tmp_path):
+    """docs/plugins.md's my_sgd.py, verbatim, as a local plugin: a TrainablePlugin of task
+    classify gets the classification metrics without a task base class."""
+    import json
+
+    from tests.conftest import run_cli
+
+    (tmp_path / "my_sgd.py").write_text(_code_block("plugins.md", "# my_sgd.py"))
+    (tmp_path / "registry.toml").write_text('[[plugins]]\nmodule = "my_sgd"\n')
+    env = {"ZOO_REGISTRY": str(tmp_path / "registry.toml")}
+    trained = run_cli("run", "sgd-net", "--max-steps", "5", "--train-size", "640",
+                      "--test-size", "200", "--no-progress", "--out",
+                      str(tmp_path / "runs"), env=env)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    (run,) = (tmp_path / "runs").iterdir()
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert evaluated["test_images"] == 200 and 0.0 <= evaluated["accuracy"] <= 1.0
+    assert len(evaluated["confusion_matrix"]) == 10

@@ -110,3 +110,20 @@ def test_code_without_its_metadata_says_how_to_install_it(wheel, tmp_path):
     assert "cnn" not in listed.stdout
     lines = [line for line in listed.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "no built-in plugins" in lines[0] and "setup.sh" in lines[0]
+
+
+def test_an_older_copy_of_zoos_metadata_adds_no_builtins(tmp_path):
+    """A leftover dist-info of another zoo version, earlier on the path, naming modules
+    that no longer exist: the built-ins come from this version's metadata only."""
+    stale = tmp_path / "zoo-0.0.9.dist-info"
+    stale.mkdir()
+    (stale / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo\nVersion: 0.0.9\n")
+    (stale / "entry_points.txt").write_text("[zoo]\nold = zoo_plugins.gone_module\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    listed = subprocess.run([sys.executable, "-m", "zoo", "list", "--all", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert listed.returncode == 0 and not listed.stderr.strip(), listed.stderr
+    rows = json.loads(listed.stdout)
+    assert all(row["status"] == "ok" for row in rows)
+    assert "zoo_plugins.gone_module" not in listed.stdout and "cnn" in listed.stdout

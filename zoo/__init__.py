@@ -40,6 +40,7 @@ from zoo.core.contract import (
     TrainPlan,
 )
 from zoo.core.data import CLASSES, Batch, Split, iterate_batches, to_float
+from zoo.core.data import load as load_data
 from zoo.core.errors import (
     CheckpointError,
     ConfigError,
@@ -50,11 +51,12 @@ from zoo.core.errors import (
     ZooError,
 )
 from zoo.core.hookspecs import hookimpl
+from zoo.core.registry import PluginEntry, Registry, default_registry, use_registry
 from zoo.reports.plots import pyplot, save_figure, save_grid
 from zoo.tasks.attack.base import AttackConfig, AttackPlugin
 from zoo.tasks.classify import ClassifierConfig, ClassifierPlugin
 from zoo.tasks.colorize.base import ColorizerPlugin
-from zoo.tasks.colorize.color_data import random_colors
+from zoo.tasks.colorize.color_data import build_color_dataset, random_colors
 from zoo.tasks.colorize.palette import canonical_palette, resolve_palette
 from zoo.tasks.generate.base import FIXED_NOISE_SEED, GeneratorPlugin, dcgan_init
 
@@ -90,8 +92,10 @@ __all__ = [
     "GeneratorPlugin",
     "LoadedRun",
     "Plugin",
+    "PluginEntry",
     "PluginInfo",
     "PluginLoadError",
+    "Registry",
     "RunError",
     "RunResult",
     "Split",
@@ -102,10 +106,12 @@ __all__ = [
     "ZooError",
     "__version__",
     "bench",
+    "build_color_dataset",
     "canonical_palette",
     "colorize",
     "compare",
     "dcgan_init",
+    "default_registry",
     "eps_in_range",
     "evaluate",
     "fgsm",
@@ -117,6 +123,7 @@ __all__ = [
     "iterate_batches",
     "list_plugins",
     "load",
+    "load_data",
     "option",
     "pgd",
     "pyplot",
@@ -128,4 +135,5 @@ __all__ = [
     "save_figure",
     "save_grid",
     "to_float",
+    "use_registry",
 ]

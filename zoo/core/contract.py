@@ -50,6 +50,17 @@ class NoConfig:
     """Config of a plugin without hyperparameters."""
 
 
+# task -> how the evidence of its core metrics is made, registered by the task's package
+TASK_EVIDENCE: dict[str, Callable[..., Any]] = {}
+
+
+def register_evidence(task: str, make: Callable[..., Any]) -> None:
+    """Make ``make(plugin, split, device=..., batch_size=...)`` the evidence of every
+    plugin of ``task`` that does not make its own: the tasks above the core plug in here,
+    so the contract never imports them."""
+    TASK_EVIDENCE[task] = make
+
+
 class Plugin:
     """Base of every plugin. Subclasses set ``info`` and usually ``Config``.
 
@@ -86,10 +97,14 @@ class Plugin:
     ) -> Any:
         """What the core metrics of this plugin are computed from (one pass over ``split``,
         the test images, in fp32); ``train`` is the run's training split, for metrics that
-        set a result against real training data. Each task base returns its own evidence
-        class; a plugin that names ``metrics`` outside a task base implements this."""
+        set a result against real training data. By default, the evidence its task
+        registered (:func:`register_evidence`: classification logits for task classify),
+        so a plugin of that task gets the task's metrics without a task base class."""
         from zoo.core.errors import ConfigError
 
+        make = TASK_EVIDENCE.get(self.info.task)
+        if make is not None:
+            return make(self, split, device=device, batch_size=batch_size)
         raise ConfigError(
             f"plugin '{self.info.name}' names metrics ({', '.join(self.metrics)}) but makes no "
             "evidence for them: implement evidence() or subclass a task base such as "
@@ -211,6 +226,13 @@ class TrainablePlugin(Plugin):
 
     def end_of_training(self, epoch: EpochContext) -> None:
         """Hook after the last epoch (e.g. assemble an animation of the epoch grids)."""
+
+    def execute(self, run: RunContext) -> Mapping[str, Any]:
+        """Not called: zoo's trainer drives a trainable plugin (``zoo.run(name)``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} is trained by zoo's trainer, not executed: "
+            f"use zoo.run({self.info.name!r}) or `zoo run {self.info.name}`"
+        )
 
 
 def _gradients_finite(optimizer: torch.optim.Optimizer) -> bool:

@@ -1,8 +1,8 @@
 """The one hook a plugin module implements.
 
-Built-ins (named in registry.toml), installed distributions (entry-point group
-``zoo``) and a user's local modules all register through this hook, so there is a
-single path for every plugin.
+Built-ins (zoo's own entry points), installed distributions (entry-point group
+``zoo``) and a user's local modules (a registry.toml of their own) all register
+through this hook, so there is a single path for every plugin.
 """
 
 from __future__ import annotations

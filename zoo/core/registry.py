@@ -1,8 +1,8 @@
 """Plugin discovery and lookup.
 
-Three sources feed one pluggy hook (``register_plugins``): the built-in modules named
-in the project's registry.toml, installed distributions through the entry-point group
-``zoo``, and local modules named in a user's registry.toml (``ZOO_REGISTRY`` or
+Three sources feed one pluggy hook (``register_plugins``): the entry-point group
+``zoo`` (zoo's own entry points are the built-ins; every other distribution's are
+third-party plugins), and local modules named in a user's registry.toml (``ZOO_REGISTRY`` or
 ``--registry``). A plugin that fails to load is recorded as *broken* and reported; it
 never takes the others down unless ``ZOO_STRICT_PLUGINS=1``.
 
@@ -86,11 +86,19 @@ class _Source:
 
 
 def _own_entry_points() -> list[importlib.metadata.EntryPoint]:
-    """zoo's own plugin modules, from every copy of its metadata on the path (a stale
-    ``zoo.egg-info`` in a checkout must not hide the installed one's), each once."""
+    """zoo's own plugin modules, each once, from the copies of its metadata on the path
+    that belong to this version (a leftover ``zoo.egg-info`` or an older install must
+    not add or hide built-ins); from every copy where none matches the version."""
+    from zoo.core import __version__
+
+    copies = [
+        (dist.version, list(dist.entry_points.select(group=ENTRY_POINT_GROUP)))
+        for dist in importlib.metadata.distributions(name=OWN_DISTRIBUTION)
+    ]
+    current = [points for version, points in copies if version == __version__ and points]
     found: dict[str, importlib.metadata.EntryPoint] = {}
-    for dist in importlib.metadata.distributions(name=OWN_DISTRIBUTION):
-        for ep in dist.entry_points.select(group=ENTRY_POINT_GROUP):
+    for points in current or [points for _, points in copies]:
+        for ep in points:
             found.setdefault(ep.value, ep)
     return list(found.values())
 

@@ -48,7 +48,7 @@ class AttackConfig:
     modes: tuple[str, ...] = option(
         MODES,
         help="masked = the paper's noise on pixels above the background only; "
-        "standard = noise anywhere in the image.",
+        "standard = noise anywhere in the image. (PGD is an attack of its own: zoo run pgd.)",
         choices=MODES,
     )
     examples: int = option(8, help="Test images shown in examples.png.", min=1, max=32)
@@ -103,6 +103,12 @@ class AttackPlugin(Plugin):
         where noise is allowed; ``generator`` is a seeded CPU generator for random
         starts (draw on the CPU, then move: the numbers then match on every device)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement perturb()")
+
+    def written_hook(self) -> str:
+        """The method the attack's author wrote (for error messages): perturb_epsilons
+        where it is overridden, else perturb."""
+        inherited = type(self).perturb_epsilons is AttackPlugin.perturb_epsilons
+        return "perturb" if inherited else "perturb_epsilons"
 
     def perturb_epsilons(
         self,

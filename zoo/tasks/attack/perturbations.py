@@ -1,6 +1,6 @@
 """Adversarial perturbations (FGSM, PGD) against any classifier's ``predict``.
 
-They live in the core so that the ``fgsm`` and ``pgd`` attack plugins, adversarial
+They live in the attack task so that the ``fgsm`` and ``pgd`` attack plugins, adversarial
 training in :class:`zoo.ClassifierPlugin` and third-party plugins share one
 implementation (exported as ``zoo.fgsm``, ``zoo.pgd``, ...).
 
@@ -109,7 +109,7 @@ def pgd(
     for _ in range(tries):
         adversarial = _pgd_once(
             predict, images, labels, eps, pixel_range, steps=steps, step_size=step_size,
-            mask=mask, generator=generator if random_start else None,
+            mask=mask, random_start=random_start, generator=generator,
         )  # fmt: skip
         if tries == 1:
             return adversarial
@@ -127,12 +127,14 @@ def _pgd_once(
     steps: int,
     step_size: float,
     mask: torch.Tensor | None,
+    random_start: bool,
     generator: torch.Generator | None,
 ) -> torch.Tensor:
-    """One PGD attack; a random start when ``generator`` is given."""
+    """One PGD attack; the random start is drawn from ``generator`` (on the CPU, so the
+    numbers match on every device), or from torch's global generator without one."""
     original = images.detach()
     adversarial = original
-    if generator is not None:
+    if random_start:
         noise = torch.rand(original.shape, generator=generator, device="cpu").to(original.device)
         start = (noise * 2 - 1) * eps
         if mask is not None:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from zoo.core.contract import EpochContext
-    from zoo.core.data import Batch, Split
+    from zoo.core.data import Batch
 
 
 @attrs.frozen
@@ -75,11 +75,6 @@ class ClassifierPlugin(TrainablePlugin):
         it where that is too wide for a covariance (the cnn pools its feature maps).
         """
         return self.modules["net"][:-1](images).flatten(1)
-
-    def evidence(self, split: Split, *, device, batch_size: int, train: Split | None = None):
-        from zoo.tasks.classify.metrics import ClassificationEvidence
-
-        return ClassificationEvidence(self, split, device=device, batch_size=batch_size)
 
     def train_step(self, batch: Batch) -> Mapping[str, torch.Tensor]:
         import torch.nn.functional as F

@@ -87,7 +87,7 @@ def _verified_state(path: Path, sha256: str) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    fix = "reinstall zoo, or restore the file with `git checkout -- zoo/weights`"
+    fix = "reinstall zoo, or restore the file with `git checkout -- zoo/tasks/generate/weights`"
     try:
         payload = path.read_bytes()
     except OSError as error:
