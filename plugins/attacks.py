@@ -1,4 +1,4 @@
-"""The built-in attacks, FGSM and PGD: how robust is a trained classifier to adversarial
+"""The built-in attacks, FGSM, PGD and AutoAttack: how robust is a trained classifier to adversarial
 noise?
 
 The paper perturbs Fashion-MNIST images scaled to [-1, 1] by epsilon times the sign of
@@ -90,7 +90,79 @@ class PGD(AttackPlugin):
         )
 
 
+@attrs.frozen
+class AutoAttackConfig(AttackConfig):
+    modes: tuple[str, ...] = option(
+        ("standard",),
+        help="standard only: AutoAttack perturbs whole images (its attacks take no mask).",
+        choices=("standard",),
+    )
+    version: str = option(
+        "standard",
+        help="standard: APGD-CE, APGD-T, FAB-T and Square, the version RobustBench reports; "
+        "rand: APGD-CE and APGD-DLR with expectation over randomness.",
+        choices=("standard", "rand"),
+    )
+
+
+class AutoAttack(AttackPlugin):
+    """AutoAttack (Croce & Hein 2020) as torchattacks implements it. Its attacks take
+    images in [0, 1]: the target is wrapped so that it still sees its own pixel range,
+    and epsilon (handed over in the target's range, like every attack's) is given in the
+    same units the images are, so nothing is rescaled by hand on the way in or out."""
+
+    info = PluginInfo(
+        name="autoattack",
+        task="attack",
+        summary="AutoAttack (APGD-CE, APGD-T, FAB-T, Square): the field's robustness number",
+        paper="Croce & Hein, Reliable evaluation of adversarial robustness with an ensemble "
+        "of diverse parameter-free attacks, ICML 2020, arXiv:2003.01690",
+    )
+    Config = AutoAttackConfig
+
+    def perturb(self, model, images, labels, eps, *, mask=None, generator=None):
+        import torch
+
+        torchattacks = _torchattacks()
+        low, high = model.pixel_range
+        seed = int(torch.randint(2**31 - 1, (1,), generator=generator))
+        attack = torchattacks.AutoAttack(
+            _in_unit_range(model), norm="Linf", eps=eps / (high - low),
+            version=self.config.version, n_classes=len(zoo.CLASSES), seed=seed,
+        )  # fmt: skip
+        unit = attack((images - low) / (high - low), labels)
+        return (unit.detach() * (high - low) + low).clamp(low, high)
+
+
+def _torchattacks():
+    try:
+        import torchattacks
+    except ImportError:
+        raise zoo.ConfigError(
+            "autoattack needs the optional package torchattacks: pip install 'zoo[robust]'"
+        ) from None
+    return torchattacks
+
+
+def _in_unit_range(model):
+    """The target as an nn.Module on images in [0, 1] (what torchattacks expects)."""
+    from torch import nn
+
+    low, high = model.pixel_range
+
+    class InUnitRange(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.networks = model.modules  # registered: torchattacks reads the device
+
+        def forward(self, unit):
+            return model.predict(unit * (high - low) + low).float()
+
+    return InUnitRange().eval()  # eval: torchattacks puts back the mode it found
+
+
 @hookimpl
 def register_plugins(register) -> None:
     register(FGSM)
     register(PGD)
+    register(AutoAttack)

@@ -50,6 +50,9 @@ def perturbed(
                                     mask=None if mask is None else mask.clone(),
                                     generator=generator)
         )  # fmt: skip
+    networks = getattr(model, "modules", None)
+    if networks is not None and networks.training:  # the attack left it in train mode
+        networks.eval()  # predictions (dropout, batch norm) are measured in eval mode
     name = attack.info.name
     if len(outputs) != len(epsilons):
         raise PluginError(

@@ -38,9 +38,23 @@ class ClassifierConfig:
     )
     adversarial_eps: float = option(
         0.0,
-        help="Adversarial training: each step also trains on whole-image FGSM copies of the "
-        "batch made with this epsilon (in [-1, 1] pixel units, the paper's scale); 0 = off.",
+        help="Adversarial training with this epsilon (in [-1, 1] pixel units, the paper's "
+        "scale: 0.2 = 0.1 in [0, 1]); 0 = off. --adversarial chooses the defence.",
         min=0.0,
+        max=2.0,
+    )
+    adversarial: str = option(
+        "fgsm",
+        help="fgsm: half clean, half whole-image FGSM (cheap; watch for catastrophic "
+        "overfitting); pgd: Madry's training on PGD examples; trades: clean cross-entropy "
+        "plus --trades-beta times the KL to the worst example in the ball.",
+        choices=("fgsm", "pgd", "trades"),
+    )
+    adversarial_steps: int = option(
+        7, help="PGD steps that make each training example (pgd, trades).", min=1, max=100
+    )
+    trades_beta: float = option(
+        6.0, help="Weight of TRADES' robustness term (6 in its paper).", min=0.0, max=1000.0
     )
 
 
@@ -86,13 +100,10 @@ class ClassifierPlugin(TrainablePlugin):
                 group["lr"] = self.config.lr * 0.5 * (1 + math.cos(math.pi * progress))
         logits = self.predict(batch.images)
         loss = F.cross_entropy(logits.float(), batch.labels)
-        if self.config.adversarial_eps > 0:  # Goodfellow et al.: half clean, half adversarial
-            from zoo.tasks.attack.perturbations import eps_in_range, fgsm
+        if self.config.adversarial_eps > 0:
+            from zoo.tasks.classify.defences import adversarial_loss
 
-            eps = eps_in_range(self.config.adversarial_eps, "paper", self.pixel_range)
-            adversarial = fgsm(self.predict, batch.images, batch.labels, eps, self.pixel_range)
-            adversarial_loss = F.cross_entropy(self.predict(adversarial).float(), batch.labels)
-            loss = 0.5 * (loss + adversarial_loss)
+            loss = adversarial_loss(self, batch.images, batch.labels, loss)
         self.update("net", loss)
         accuracy = (logits.argmax(dim=1) == batch.labels).float().mean()
         return {"loss": loss.detach(), "accuracy": accuracy}
@@ -102,4 +113,9 @@ class ClassifierPlugin(TrainablePlugin):
         return self.optimizers["net"]
 
     def end_of_epoch(self, epoch: EpochContext) -> Mapping[str, float]:
-        return epoch.evaluate(("accuracy",))
+        results = dict(epoch.evaluate(("accuracy",)))
+        if self.config.adversarial_eps > 0:  # robust accuracy, and the collapse it can hide
+            from zoo.tasks.classify.robust_check import check_robustness
+
+            results.update(check_robustness(self, epoch))
+        return results

@@ -1,0 +1,120 @@
+"""Robustness in the field's protocol: defences trained, then attacked at L-inf eps 0.1.
+
+    .venv/bin/python benchmarks/defences.py [--epochs 10] [--defences plain,fgsm,pgd,trades]
+        [--test-size 10000] [--autoattack-size 1000] [--adversarial-steps 7]
+
+Trains the paper's cnn once per defence (plain; FGSM, PGD-K and TRADES adversarial
+training at eps 0.1 in [0, 1] = 0.2 in the paper's scale), then measures on the test
+images: clean accuracy, FGSM, PGD-20 (step 2.5 eps / 20, random start) and AutoAttack
+(standard version; on the first --autoattack-size images, as it costs ~0.7 s per image
+on a 2-core CPU). Records each training's wall time and s/epoch. Writes
+benchmarks/results/defences.json and prints the Markdown table for docs/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import markdown_table, write_result
+
+import zoo
+
+EPS_UNIT = 0.1  # the published Fashion-MNIST budget, [0, 1] scale
+EPS_PAPER = 0.2  # the same, in the paper's [-1, 1] scale (zoo's --adversarial-eps)
+DEFENCES = {
+    "plain": {},
+    "fgsm": {"adversarial_eps": EPS_PAPER, "adversarial": "fgsm"},
+    "pgd": {"adversarial_eps": EPS_PAPER, "adversarial": "pgd"},
+    "trades": {"adversarial_eps": EPS_PAPER, "adversarial": "trades", "trades_beta": 6.0},
+}
+
+
+def _accuracy(attack: str, run: Path, out: str, test_size: int, **options) -> float:
+    result = zoo.run(attack, target=[str(run)], epsilons=(EPS_UNIT,), scale="unit",
+                     modes=("standard",), test_size=test_size, out=out, progress=False,
+                     **options)  # fmt: skip
+    report = json.loads((result.path / "robustness.json").read_text())
+    return report["targets"][0]["curves"]["standard"][0]["accuracy"]
+
+
+def _train(name: str, epochs: int, steps: int, out: str) -> dict:
+    started = time.perf_counter()
+    options = DEFENCES[name] | ({"adversarial_steps": steps} if name in ("pgd", "trades") else {})
+    result = zoo.run("cnn", epochs=epochs, out=out, progress=False, **options)
+    seconds = time.perf_counter() - started
+    history = [json.loads(line) for line in (result.path / "metrics.jsonl").open()]
+    return {"run": str(result.path), "options": options, "epochs": epochs,
+            "train_s": round(seconds, 1),
+            "s_per_epoch": round(sum(r["seconds"] for r in history) / len(history), 1),
+            "collapsed": any(r.get("catastrophic_overfitting") for r in history)}  # fmt: skip
+
+
+def _measure(row: dict, out: str, test_size: int, autoattack_size: int) -> dict:
+    run = Path(row["run"])
+    started = time.perf_counter()
+    row["clean"] = zoo.evaluate(run, test_size=test_size)["accuracy"]
+    row["fgsm"] = _accuracy("fgsm", run, out, test_size)
+    row["pgd20"] = _accuracy("pgd", run, out, test_size, steps=20)
+    if autoattack_size:
+        row["autoattack"] = _accuracy("autoattack", run, out, autoattack_size)
+        row["pgd20_on_autoattack_images"] = _accuracy("pgd", run, out, autoattack_size, steps=20)
+    row["attack_s"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+@click.command()
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--defences", default="plain,fgsm,pgd,trades", show_default=True)
+@click.option("--test-size", default=10_000, show_default=True)
+@click.option("--autoattack-size", default=1000, show_default=True)
+@click.option("--adversarial-steps", default=7, show_default=True)
+@click.option("--out", default="runs/benchmarks", show_default=True)
+def main(epochs, defences, test_size, autoattack_size, adversarial_steps, out) -> None:
+    rows = []
+    for name in defences.split(","):
+        row = {"defence": name, **_train(name, epochs, adversarial_steps, out)}
+        rows.append(_measure(row, out, test_size, autoattack_size))
+        print(json.dumps(rows[-1]), flush=True)
+        payload = {
+            "command": " ".join(sys.argv),
+            "eps_unit": EPS_UNIT,
+            "test_images": test_size,
+            "autoattack_images": autoattack_size,
+            "rows": rows,
+        }
+        write_result("defences", payload)  # after every defence: a long run keeps its rows
+    headers = [
+        "defence",
+        "epochs",
+        "s/epoch",
+        "clean",
+        "FGSM",
+        "PGD-20",
+        f"AutoAttack ({autoattack_size})",
+        f"PGD-20 ({autoattack_size})",
+    ]
+    cells = [
+        [
+            r["defence"],
+            r["epochs"],
+            r["s_per_epoch"],
+            f"{r['clean']:.4f}",
+            f"{r['fgsm']:.4f}",
+            f"{r['pgd20']:.4f}",
+            f"{r.get('autoattack', float('nan')):.4f}",
+            f"{r.get('pgd20_on_autoattack_images', float('nan')):.4f}",
+        ]
+        for r in rows
+    ]
+    print(markdown_table(headers, cells))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Robustness the way the field measures it: AutoAttack, PGD and TRADES training, and
+the catastrophic overfitting of FGSM training, on small real-data runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from tests.conftest import SMALL
+from tests.test_cli import assert_one_line_error, invoke
+from zoo.tasks.classify.defences import pgd_examples, trades_examples
+from zoo.tasks.classify.robust_check import catastrophic_overfitting
+
+EPS = 0.2  # the paper's [-1, 1] scale: 0.1 in [0, 1], the field's Fashion-MNIST budget
+
+
+def _curve(attack: str, target, tmp_path, **options) -> dict[float, float]:
+    result = zoo.run(attack, target=[str(target)], epsilons=(0.0, EPS), modes=("standard",),
+                     test_size=128, progress=False, out=str(tmp_path / attack),
+                     **options)  # fmt: skip
+    report = json.loads((result.path / "robustness.json").read_text())
+    assert report["attack"] == attack and report["test_images"] == 128
+    return {p["eps"]: p["accuracy"] for p in report["targets"][0]["curves"]["standard"]}
+
+
+def test_autoattack_is_at_most_pgd_at_most_fgsm(dense_run, tmp_path):
+    """On the same model and images: each stronger attack finds at least the errors of
+    the weaker one (AutoAttack includes APGD, which includes what PGD-20 finds here)."""
+    fgsm = _curve("fgsm", dense_run.path, tmp_path)
+    pgd = _curve("pgd", dense_run.path, tmp_path, steps=20)
+    auto = _curve("autoattack", dense_run.path, tmp_path)
+    assert fgsm[0.0] == pgd[0.0] == auto[0.0]  # the clean accuracy, not asked of the attack
+    assert auto[EPS] <= pgd[EPS] <= fgsm[EPS] < fgsm[0.0], (auto, pgd, fgsm)
+
+
+def test_autoattack_stays_in_the_ball_and_the_range_of_a_minus_one_to_one_model(dense_run):
+    """torchattacks works in [0, 1]; the cnn/dense take [-1, 1]: the wrapped model and
+    the epsilon in image units must give images within eps of the originals."""
+    loaded = zoo.load(dense_run.path)
+    test = zoo.load_data().test.head(32)
+    images = zoo.to_float(test.images, loaded.plugin.pixel_range)
+    attack = zoo.get_plugin("autoattack")()
+    eps = zoo.eps_in_range(EPS, "paper", loaded.plugin.pixel_range)
+    adversarial = attack.perturb(loaded.plugin, images, test.labels, eps,
+                                 generator=torch.Generator().manual_seed(0))  # fmt: skip
+    delta = (adversarial - images).abs()
+    assert float(delta.max()) <= eps + 1e-5 and float(delta.max()) > eps / 2
+    assert adversarial.min() >= -1 and adversarial.max() <= 1
+    assert not loaded.plugin.modules.training  # the target is handed back in eval mode
+
+
+def test_autoattack_refuses_the_masked_mode_in_one_line(dense_run, tmp_path):
+    result = invoke("run", "autoattack", "--target", str(dense_run.path), "--modes", "masked",
+                    "--out", str(tmp_path))  # fmt: skip
+    assert_one_line_error(result, 2, "--modes")
+
+
+def test_pgd_and_trades_training_examples_lie_in_the_ball(dense_run):
+    loaded = zoo.load(dense_run.path)
+    plugin = loaded.plugin
+    plugin.config = type(plugin.config)(adversarial_eps=EPS, adversarial_steps=5)
+    test = zoo.load_data().test.head(64)
+    images = zoo.to_float(test.images, plugin.pixel_range)
+    eps = zoo.eps_in_range(EPS, "paper", plugin.pixel_range)
+    for examples in (pgd_examples(plugin, images, test.labels, eps),
+                     trades_examples(plugin, images, eps)):  # fmt: skip
+        delta = (examples - images).abs()
+        assert float(delta.max()) <= eps + 1e-6 and float(delta.mean()) > eps / 4
+        assert examples.min() >= plugin.pixel_range[0] and examples.max() <= plugin.pixel_range[1]
+    with torch.no_grad():
+        clean = (plugin.predict(images).argmax(1) == test.labels).float().mean()
+        attacked = (plugin.predict(pgd_examples(plugin, images, test.labels, eps)).argmax(1)
+                    == test.labels).float().mean()  # fmt: skip
+    assert attacked < clean - 0.2  # they are adversarial, not noise
+
+
+def _weights(tmp_path, name: str, **config) -> dict[str, torch.Tensor]:
+    options = {"seed": 2, "precision": "fp32", "max_steps": 4, **SMALL}
+    result = zoo.run("cnn", out=str(tmp_path / name), **options, **config)
+    return load_file(str(result.path / "model.safetensors"))
+
+
+def test_trades_with_beta_zero_is_plain_training_and_with_beta_six_is_not(tmp_path):
+    plain = _weights(tmp_path, "plain")
+    zero = _weights(tmp_path, "zero", adversarial_eps=EPS, adversarial="trades", trades_beta=0.0)
+    six = _weights(tmp_path, "six", adversarial_eps=EPS, adversarial="trades",
+                   adversarial_steps=2)  # fmt: skip
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)
+    assert not all(torch.equal(plain[k], six[k]) for k in plain)
+
+
+def test_pgd_training_trains_on_other_examples_than_fgsm_training(tmp_path):
+    fgsm = _weights(tmp_path, "fgsm", adversarial_eps=EPS)
+    pgd = _weights(tmp_path, "pgd", adversarial_eps=EPS, adversarial="pgd", adversarial_steps=2)
+    assert not all(torch.equal(fgsm[k], pgd[k]) for k in fgsm)
+
+
+def test_adversarial_training_records_robust_accuracy_every_epoch(tmp_path):
+    result = zoo.run("dense", epochs=2, adversarial_eps=EPS, out=str(tmp_path), seed=1,
+                     **SMALL)  # fmt: skip
+    records = [json.loads(line) for line in (result.path / "metrics.jsonl").open()]
+    assert len(records) == 2
+    for record in records:
+        assert 0 <= record["test_pgd_accuracy"] <= record["test_fgsm_accuracy"] <= 1
+        assert record["test_fgsm_accuracy"] < record["test_accuracy"]
+
+
+COLLAPSE = [  # FGSM training that learns to beat FGSM's single step (Wong et al. 2020)
+    {"epoch": 1, "test_fgsm_accuracy": 0.55, "test_pgd_accuracy": 0.45},
+    {"epoch": 2, "test_fgsm_accuracy": 0.62, "test_pgd_accuracy": 0.50},
+    {"epoch": 3, "test_fgsm_accuracy": 0.80, "test_pgd_accuracy": 0.04},
+]
+
+
+def test_catastrophic_overfitting_is_detected_on_a_collapse():
+    warning = catastrophic_overfitting(COLLAPSE)
+    assert warning and "0.500 to 0.040" in warning and "--adversarial pgd" in warning
+
+
+@pytest.mark.parametrize(
+    "history",
+    [
+        COLLAPSE[:2],  # robust accuracy rising
+        [COLLAPSE[1], {**COLLAPSE[2], "test_fgsm_accuracy": 0.30}],  # both fall: weakened
+        [COLLAPSE[1], {**COLLAPSE[2], "test_pgd_accuracy": 0.40}],  # a dip, not a collapse
+        [COLLAPSE[2]],  # one epoch: nothing to compare with
+        [{"epoch": 1, "test_accuracy": 0.9}, {"epoch": 2, "test_accuracy": 0.91}],  # no attack
+    ],
+)
+def test_catastrophic_overfitting_is_not_reported_otherwise(history):
+    assert catastrophic_overfitting(history) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "cnn", "--adversarial-eps", "3"), "--adversarial-eps"),
+        (("run", "cnn", "--adversarial", "madry"), "--adversarial"),
+        (("run", "cnn", "--trades-beta", "-1"), "--trades-beta"),
+        (("run", "autoattak"), "autoattack"),
+    ],
+)
+def test_bad_robustness_input_is_one_line(args, message):
+    assert_one_line_error(invoke(*args), 2, message)
