@@ -8,7 +8,8 @@ training at eps 0.1 in [0, 1] = 0.2 in the paper's scale), then measures on the 
 images: clean accuracy, FGSM, PGD-20 (step 2.5 eps / 20, random start) and AutoAttack
 (standard version; on the first --autoattack-size images, as it costs ~0.7 s per image
 on a 2-core CPU). Records each training's wall time and s/epoch. Writes
-benchmarks/results/defences.json and prints the Markdown table for docs/RESULTS.md.
+benchmarks/results/NAME.json (after every defence) and prints the Markdown table for
+docs/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ def _measure(row: dict, out: str, test_size: int, autoattack_size: int) -> dict:
 @click.option("--autoattack-size", default=1000, show_default=True)
 @click.option("--adversarial-steps", default=7, show_default=True)
 @click.option("--out", default="runs/benchmarks", show_default=True)
-def main(epochs, defences, test_size, autoattack_size, adversarial_steps, out) -> None:
+@click.option("--name", default="defences", show_default=True, help="results/NAME.json")
+def main(epochs, defences, test_size, autoattack_size, adversarial_steps, out, name) -> None:
     rows = []
-    for name in defences.split(","):
-        row = {"defence": name, **_train(name, epochs, adversarial_steps, out)}
+    for defence in defences.split(","):
+        row = {"defence": defence, **_train(defence, epochs, adversarial_steps, out)}
         rows.append(_measure(row, out, test_size, autoattack_size))
         print(json.dumps(rows[-1]), flush=True)
         payload = {
@@ -89,7 +91,7 @@ def main(epochs, defences, test_size, autoattack_size, adversarial_steps, out) -
             "autoattack_images": autoattack_size,
             "rows": rows,
         }
-        write_result("defences", payload)  # after every defence: a long run keeps its rows
+        write_result(name, payload)  # after every defence: a long run keeps its rows
     headers = [
         "defence",
         "epochs",
