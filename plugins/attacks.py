@@ -70,6 +70,14 @@ class PGD(AttackPlugin):
     )
     Config = PGDConfig
 
+    @classmethod
+    def describe_settings(cls, config):
+        steps, size = config.get("steps"), config.get("step_size")
+        step = f"step 2.5ε/{steps}" if size is None else f"step {size}"
+        start = "random start" if config.get("random_start") else "no random start"
+        restarts = config.get("restarts", 1)
+        return f"PGD-{steps}, {step}, {start}, {restarts} restart{'s' * (restarts != 1)}"
+
     def perturb(self, model, images, labels, eps, *, mask=None, generator=None):
         config = self.config
         step_size = config.step_size

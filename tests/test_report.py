@@ -185,3 +185,30 @@ def test_leaderboard_sorts_in_chromium(runs, tmp_path):
     _chromium(page, tmp_path / "profile", "--window-size=1280,800", f"--screenshot={shot}",
               page.as_uri())  # fmt: skip
     assert shot.stat().st_size > 10_000
+
+
+def test_report_hooks_that_fail_cost_only_what_they_add(runs, registry, tmp_path, capsys):
+    """A plugin's report_tables() or scores_of_other_runs() that raises: one warning, and
+    the report and the leaderboard stand with everything else."""
+    from zoo_plugins.attacks import FGSM
+
+    class Faulty(FGSM):
+        @classmethod
+        def report_tables(cls, results, config):
+            raise KeyError("tables")
+
+        @classmethod
+        def scores_of_other_runs(cls, results):
+            raise ValueError("scores")
+
+    registry.unregister("fgsm")
+    registry.register(Faulty)
+    attack = tmp_path / "attack"
+    shutil.copytree(runs["fgsm"], attack)
+    page = zoo.report(attack).read_text()
+    assert 'id="tables"' not in page and "Results: robustness.json" in page
+    _, _, markdown = zoo.compare([runs["dense"], attack], tmp_path)
+    assert attack.name in markdown and "fgsm ε" not in markdown  # a row of its own instead
+    warnings = capsys.readouterr().err
+    assert "report_tables() failed (KeyError" in warnings
+    assert "scores_of_other_runs() failed (ValueError: scores)" in warnings

@@ -4,6 +4,7 @@ the catastrophic overfitting of FGSM training, on small real-data runs."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -147,3 +148,63 @@ def test_catastrophic_overfitting_is_not_reported_otherwise(history):
 )
 def test_bad_robustness_input_is_one_line(args, message):
     assert_one_line_error(invoke(*args), 2, message)
+
+
+def _table_row(markdown: str, run_name: str) -> dict[str, str]:
+    lines = markdown.strip().splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == run_name:
+            return dict(zip(header, cells, strict=True))
+    raise AssertionError(f"no row {run_name} in\n{markdown}")
+
+
+def test_compare_puts_an_attacks_accuracy_on_each_targets_row(dense_run, tmp_path):
+    """Two targets, one pgd run: each target's row gets its own robust accuracy beside its
+    clean accuracy, and the attack run is folded into them rather than listed."""
+    other = zoo.run("dense", epochs=1, out=str(tmp_path / "other"), seed=5, hidden=16, **SMALL)
+    attack = zoo.run("pgd", target=[str(dense_run.path), str(other.path)], epsilons=(0.0, 0.1),
+                     scale="unit", modes=("standard",), steps=5, test_size=128,
+                     progress=False, out=str(tmp_path / "pgd"))  # fmt: skip
+    report = json.loads((attack.path / "robustness.json").read_text())
+    measured = {t["run"]: t["curves"]["standard"][1]["accuracy"] for t in report["targets"]}
+    assert len(set(measured.values())) == 2  # the two targets differ: a mix-up would show
+    _, _, markdown = zoo.compare([dense_run.path, other.path, attack.path], tmp_path)
+    assert attack.path.name not in markdown
+    column = "pgd ε=0.1 \\[0, 1\\]"  # escaped for Markdown
+    for run in (dense_run.path, other.path):
+        row = _table_row(markdown, run.name)
+        assert float(row[column]) == pytest.approx(measured[str(run)], abs=1e-4)
+        clean = json.loads((run / "eval.json").read_text())["accuracy"]
+        assert float(row["accuracy"]) == pytest.approx(clean, abs=1e-4)
+    alone = zoo.compare([attack.path], tmp_path)[2]  # its targets not compared: its own row
+    assert attack.path.name in alone and column not in alone
+
+
+def test_compare_shows_an_adversarially_trained_runs_last_robust_accuracy(tmp_path):
+    result = zoo.run("dense", epochs=1, adversarial_eps=EPS, out=str(tmp_path), seed=1, **SMALL)
+    last = json.loads((result.path / "metrics.jsonl").read_text().splitlines()[-1])
+    row = _table_row(zoo.compare([result.path], tmp_path)[2], result.path.name)
+    assert float(row["test_pgd_accuracy"]) == pytest.approx(last["test_pgd_accuracy"], abs=1e-4)
+    assert float(row["test_fgsm_accuracy"]) == pytest.approx(last["test_fgsm_accuracy"], abs=1e-4)
+    assert "test_accuracy" not in row  # eval.json's accuracy is the same number, shown once
+
+
+def test_an_attack_runs_report_shows_its_table_and_protocol(dense_run, tmp_path):
+    attack = zoo.run("pgd", target=[str(dense_run.path)], epsilons=(0.0, 0.05, 0.1),
+                     scale="unit", modes=("masked", "standard"), steps=3, test_size=64,
+                     progress=False, out=str(tmp_path))  # fmt: skip
+    report = json.loads((attack.path / "robustness.json").read_text())
+    page = (attack.path / "report.html").read_text()
+    start = page.index('id="tables"')
+    section = page[start : page.index("Results: robustness.json", start)]
+    assert "Accuracy under pgd" in section
+    assert "epsilon in [0, 1] pixel units; 64 test images; PGD-3, step 2.5ε/3" in section
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", section)
+    for mode in ("masked", "standard"):
+        start = cells.index(mode)
+        shown = [float(c) for c in cells[start + 1 : start + 4]]
+        curve = [p["accuracy"] for p in report["targets"][0]["curves"][mode]]
+        assert shown == pytest.approx(curve, abs=1e-4)
+    assert cells[cells.index("masked") - 1] == dense_run.path.name

@@ -10,7 +10,7 @@ This module imports no torch, so listing plugins stays fast.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -61,6 +61,18 @@ def register_evidence(task: str, make: Callable[..., Any]) -> None:
     TASK_EVIDENCE[task] = make
 
 
+@attrs.frozen
+class ResultTable:
+    """A table a plugin makes of its results files, for its run's report: the numbers
+    as the field reads them (an attack's accuracy per target and epsilon), above the
+    raw JSON. ``note`` says the protocol (scale, images, settings) in one line."""
+
+    title: str
+    headers: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+    note: str = ""
+
+
 class Plugin:
     """Base of every plugin. Subclasses set ``info`` and usually ``Config``.
 
@@ -87,6 +99,21 @@ class Plugin:
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
+
+    @classmethod
+    def report_tables(
+        cls, results: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> Sequence[ResultTable]:
+        """Called by ``zoo report`` (without torch) with the run's results files (stem ->
+        JSON; a damaged one is a string) and its saved config; tables shown before them."""
+        return ()
+
+    @classmethod
+    def scores_of_other_runs(cls, results: Mapping[str, Any]) -> Mapping[str, Mapping[str, float]]:
+        """Called by ``zoo compare`` for each compared run of this plugin: numbers it
+        measured of other runs (their folder -> column -> value), shown on those runs'
+        rows, as an attack's accuracies on its targets sit beside their clean accuracy."""
+        return {}
 
     def execute(self, run: RunContext) -> Mapping[str, Any]:
         """Do the plugin's job inside a prepared run folder; return its final metrics."""

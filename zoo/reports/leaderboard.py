@@ -2,8 +2,10 @@
 table (for docs/RESULTS.md).
 
 One row per run: its plugin, epochs, steps, mean seconds per epoch, the numbers of its
-eval.json (else of its last epoch record), and a preview: the last epoch's grid, else
-the confusion matrix, else its first picture.
+eval.json (else of its last epoch record) with the last epoch's test numbers eval.json
+lacks (an adversarially trained classifier's FGSM and PGD accuracy), the numbers other
+compared runs measured of it (an attack run's accuracy on it, per epsilon), and a
+preview: the last epoch's grid, else the confusion matrix, else its first picture.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import os
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ BOOKKEEPING = {"epoch", "step", "seconds", "images_per_s", "seed", "test_images"
                "feature_dim"}  # fmt: skip
 JUDGED_BY = "judged by"  # the column naming whose features a generative run's numbers are in
 FIXED = ["run", "plugin", "epochs", "steps", "s/epoch"]
+TEST_PREFIX = "test_"  # the trainer's per-epoch test metrics
 
 SORT_SCRIPT = """
 function sortBy(th, descending) {
@@ -96,11 +99,10 @@ def make_row(summary: RunSummary) -> Row:
     source = summary.results.get("eval")
     if not isinstance(source, dict):
         source = last
-    metrics = {
-        k: v
-        for k, v in source.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in BOOKKEEPING
-    }
+    metrics = _numbers(source)
+    if source is not last:  # the last epoch's test numbers eval.json has not (robust accuracy)
+        tested = {k: v for k, v in _numbers(last).items() if k.startswith(TEST_PREFIX)}
+        metrics |= {k: v for k, v in tested.items() if k.removeprefix(TEST_PREFIX) not in metrics}
     return Row(
         summary=summary,
         epochs=epochs,
@@ -110,6 +112,73 @@ def make_row(summary: RunSummary) -> Row:
         preview=_preview(summary),
         judged_by=source.get("judged_by") if isinstance(source.get("judged_by"), str) else None,
     )
+
+
+def rows_with_scores(summaries: Sequence[RunSummary]) -> list[Row]:
+    """A row per run. A run that measured other compared runs (an attack, on its
+    targets: Plugin.scores_of_other_runs) puts its numbers on their rows as columns,
+    instead of a row of its own; measuring runs whose targets are not compared keep
+    theirs."""
+    where = _folder_index(summaries)
+    scores: dict[int, dict[str, float]] = {}
+    folded: set[int] = set()
+    for index, summary in enumerate(summaries):
+        for folder, numbers in _scores_of_others(summary).items():
+            target = where(folder)
+            if target is None or target == index:
+                continue
+            clash = set(numbers) & set(scores.get(target, {}))
+            if clash:
+                print(f"zoo: warning: {summary.name} measured {', '.join(sorted(clash))} of "
+                      f"{summaries[target].name} again; showing its numbers (the later "
+                      "run given)", file=sys.stderr)  # fmt: skip
+            scores.setdefault(target, {}).update(numbers)
+            folded.add(index)
+    rows = []
+    for index, summary in enumerate(summaries):
+        if index not in folded:
+            row = make_row(summary)
+            rows.append(attrs.evolve(row, metrics={**row.metrics, **scores.get(index, {})}))
+    return rows
+
+
+def _folder_index(summaries: Sequence[RunSummary]):
+    """Finds a compared run by the folder another run recorded: the same folder, else the
+    only compared run of that name (the recorded path may be relative to elsewhere)."""
+    resolved = {s.record.path.resolve(): i for i, s in enumerate(summaries)}
+    names: dict[str, list[int]] = {}
+    for i, s in enumerate(summaries):
+        names.setdefault(s.name, []).append(i)
+
+    def find(folder: str) -> int | None:
+        path = Path(folder)
+        if path.resolve() in resolved:
+            return resolved[path.resolve()]
+        same_name = names.get(path.name, [])
+        return same_name[0] if len(same_name) == 1 else None
+
+    return find
+
+
+def _scores_of_others(summary: RunSummary) -> Mapping[str, Mapping[str, float]]:
+    if summary.plugin is None:
+        return {}
+    try:
+        found = summary.plugin.scores_of_other_runs(summary.results)
+        return {str(k): {str(c): float(v) for c, v in row.items()} for k, row in found.items()}
+    except Exception as error:  # a third party's hook: the leaderboard stands without it
+        print(f"zoo: warning: plugin '{summary.record.plugin}' scores_of_other_runs() failed "
+              f"({type(error).__name__}: {error}); {summary.name}'s numbers of other runs are "
+              "left out", file=sys.stderr)  # fmt: skip
+        return {}
+
+
+def _numbers(record: Mapping[str, Any]) -> dict[str, float]:
+    return {
+        k: v
+        for k, v in record.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in BOOKKEEPING
+    }
 
 
 def _preview(summary: RunSummary) -> Picture | None:
@@ -223,7 +292,7 @@ def write_leaderboard(
     the Markdown table."""
     if not run_dirs:
         raise ConfigError("zoo compare needs at least one run folder")
-    rows = [make_row(summarize(path)) for path in comparable(run_dirs)]
+    rows = rows_with_scores([summarize(path) for path in comparable(run_dirs)])
     if sort:
         known = set(FIXED) | set(metric_columns(rows))
         if sort.lstrip("-") not in known:

@@ -50,6 +50,7 @@ class RunSummary:
     results: dict[str, Any]  # results file stem -> its JSON
     pictures: list[Picture]
     preview: str | None = None  # the picture the plugin names for a leaderboard row
+    plugin: type | None = None  # the plugin's class, where it is installed here
 
     @property
     def name(self) -> str:
@@ -80,7 +81,7 @@ def summarize(run_dir: str | Path) -> RunSummary:
         except ValueError:
             results[path.stem] = f"{path.name} is damaged and was left out"
     info, preview = getattr(plugin, "info", None), getattr(plugin, "preview", None)
-    return RunSummary(record, info, record.history, results, pictures, preview)
+    return RunSummary(record, info, record.history, results, pictures, preview, plugin)
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
@@ -115,6 +116,9 @@ def render(summary: RunSummary) -> str:
     sections = [("config", "Configuration", _configuration(summary))]
     if summary.history or _find(summary, "loss.png"):
         sections.append(("training", "Training", _training(summary)))
+    tables = _plugin_tables(summary)
+    if tables:
+        sections.append(("tables", "Results", tables))
     for stem, value in summary.results.items():
         anchor = "results-" + re.sub(r"[^A-Za-z0-9_-]", "-", stem)
         judge = value.get("judged_by") if isinstance(value, dict) else None
@@ -134,6 +138,28 @@ def render(summary: RunSummary) -> str:
         body = "".join(f'<div class="wide">{html.image(p.path, p.caption)}</div>' for p in others)
         sections.append(("pictures", "Pictures", body))
     return html.page(f"zoo run {summary.name}", about, sections)
+
+
+def _plugin_tables(summary: RunSummary) -> str:
+    """The tables the plugin makes of its results (Plugin.report_tables). A plugin whose
+    hook fails costs its tables only: one warning, and the raw results still follow."""
+    plugin = summary.plugin
+    if plugin is None:
+        return ""
+    try:
+        tables = list(plugin.report_tables(summary.results, summary.record.config))
+        parts = [
+            f"<h3>{html.escape(t.title)}</h3>"
+            + (f'<p class="muted">{html.escape(t.note)}</p>' if t.note else "")
+            + html.table(list(t.headers), t.rows)
+            for t in tables
+        ]
+    except Exception as error:  # a third party's hook: the report stands without it
+        print(f"zoo: warning: plugin '{summary.record.plugin}' report_tables() failed "
+              f"({type(error).__name__}: {error}); its tables are left out of the report",
+              file=sys.stderr)  # fmt: skip
+        return ""
+    return "".join(parts)
 
 
 def _configuration(summary: RunSummary) -> str:

@@ -13,12 +13,13 @@ This module imports no torch, so ``zoo list`` stays fast.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
 from zoo.core.config import option
-from zoo.core.contract import Plugin
+from zoo.core.contract import Plugin, ResultTable
 
 if TYPE_CHECKING:
     import torch
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 DEFAULT_EPSILONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
 MODES = ("masked", "standard")
 SCALES = ("paper", "unit")
+SCALE_RANGES = {"paper": "[-1, 1]", "unit": "[0, 1]"}
+RESULTS_STEM = "robustness"  # robustness.json, written by the runner
 
 
 @attrs.frozen
@@ -127,8 +130,68 @@ class AttackPlugin(Plugin):
             for eps in epsilons
         ]
 
+    @classmethod
+    def describe_settings(cls, config: Mapping[str, Any]) -> str:
+        """The attack's own settings (a run's saved config) for the protocol line of its
+        report: every option beyond AttackConfig's, as written. Override it to say them
+        the field's way ("PGD-20, step 2.5ε/20")."""
+        own = {k: v for k, v in config.items() if k not in attrs.fields_dict(AttackConfig)}
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in own.items())
+
+    @classmethod
+    def report_tables(
+        cls, results: Mapping[str, Any], config: Mapping[str, Any]
+    ) -> Sequence[ResultTable]:
+        """robustness.json as the field reports it: accuracy per target, mode and epsilon,
+        with the threat model, scale, images and the attack's own settings."""
+        report = results.get(RESULTS_STEM)
+        points = _points(report)
+        if not points:
+            return ()
+        epsilons = list(dict.fromkeys(eps for *_, eps, _ in points))
+        cells: dict[tuple[str, str, str], dict[float, float]] = {}
+        for run, plugin, mode, eps, accuracy in points:
+            cells.setdefault((plugin, Path(run).name, mode), {})[eps] = accuracy
+        rows = tuple((*key, *(found.get(eps) for eps in epsilons)) for key, found in cells.items())
+        scale = SCALE_RANGES.get(report.get("scale"), "?")
+        settings = cls.describe_settings(config)
+        images = report.get("test_images", "?")
+        note = f"L-inf threat model; epsilon in {scale} pixel units; {images} test images"
+        note += f"; {settings}" if settings else ""
+        headers = ("target", "run", "mode", *(f"ε {eps:g}" for eps in epsilons))
+        title = f"Accuracy under {report.get('attack', '?')}"
+        return (ResultTable(title, headers, rows, note),)
+
+    @classmethod
+    def scores_of_other_runs(cls, results: Mapping[str, Any]) -> Mapping[str, Mapping[str, float]]:
+        """Each target's accuracy at each epsilon above 0 (eps 0 is its clean accuracy),
+        as columns such as ``pgd ε=0.1 [0, 1]`` (``pgd masked ...`` in masked mode)."""
+        report = results.get(RESULTS_STEM)
+        scores: dict[str, dict[str, float]] = {}
+        for run, _, mode, eps, accuracy in _points(report):
+            if eps > 0:
+                kind = report["attack"] + ("" if mode == "standard" else f" {mode}")
+                column = f"{kind} ε={eps:g} {SCALE_RANGES.get(report.get('scale'), '?')}"
+                scores.setdefault(run, {})[column] = accuracy
+        return scores
+
     def execute(self, run: RunContext) -> Mapping[str, Any]:
         """The attack run: curves for every target and mode (see the module docstring)."""
         from zoo.tasks.attack.runner import attack_runs
 
         return attack_runs(self, run)
+
+
+def _points(report: Any) -> list[tuple[str, str, str, float, float]]:
+    """(target run, plugin, mode, eps, accuracy) of a robustness.json; none where it is
+    damaged or of another shape (a report still shows the rest)."""
+    try:
+        return [
+            (str(target["run"]), str(target["plugin"]), str(mode), float(point["eps"]),
+             float(point["accuracy"]))
+            for target in report["targets"]
+            for mode, curve in target["curves"].items()
+            for point in curve
+        ] if isinstance(report.get("attack"), str) else []  # fmt: skip
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return []
