@@ -147,6 +147,16 @@ def test_cnn_matches_the_paper_architecture():
     assert sum(p.numel() for p in dense.parameters()) == 784 * 128 + 128 + 128 * 10 + 10
 
 
+def test_madry_cnn_is_the_challenge_network_and_learns_in_its_unit_pixel_range(tmp_path):
+    net = zoo.get_plugin("madry_cnn")().build_network()
+    convs = 32 * 25 + 32 + 64 * 32 * 25 + 64
+    assert sum(p.numel() for p in net.parameters()) == convs + 3136 * 1024 + 1024 + 10250
+    result = zoo.run("madry_cnn", epochs=1, seed=0, out=str(tmp_path), **SMALL)
+    loaded = zoo.load(result.path)
+    assert loaded.plugin.pixel_range == (0.0, 1.0)
+    assert result.metrics["accuracy"] > 0.6  # ten classes: chance is 0.1
+
+
 def test_training_state_round_trips_through_state_safetensors(tmp_path):
     """What resuming needs: the trainer's optimizer state in memory at the last checkpoint
     comes back from state.safetensors bit for bit, every tensor and every setting."""
