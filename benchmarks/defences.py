@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/defences.py [--classifier cnn] [--epochs 10]
         [--defences plain,fgsm,pgd,trades] [--test-size 10000] [--autoattack-size 1000]
-        [--adversarial-steps 7]
+        [--adversarial-steps 7] [--existing RUN ...] [--defences ""]
 
 Trains the classifier (the paper's cnn by default) once per defence (plain; FGSM, PGD-K
 and TRADES adversarial training at eps 0.1 in [0, 1] = 0.2 in the paper's scale), then
@@ -17,6 +17,7 @@ docs/RESULTS.md.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -59,13 +60,31 @@ def _train(classifier: str, name: str, epochs: int, steps: int, out: str, **size
     started = time.perf_counter()
     options = DEFENCES[name] | ({"adversarial_steps": steps} if name in ("pgd", "trades") else {})
     result = zoo.run(classifier, epochs=epochs, out=out, progress=False, **options, **sizes)
-    seconds = time.perf_counter() - started
-    history = [json.loads(line) for line in (result.path / "metrics.jsonl").open()]
-    return {"classifier": classifier, "run": str(result.path), "options": options,
-            "epochs": epochs,
-            "train_s": round(seconds, 1),
-            "s_per_epoch": round(sum(r["seconds"] for r in history) / len(history), 1),
+    row = _trained_row(result.path, options)
+    row["train_s"] = round(time.perf_counter() - started, 1)
+    return row
+
+
+def _trained_row(run: Path, options: dict) -> dict:
+    """What a run's own files say of its training (epoch seconds from metrics.jsonl; the
+    median too, as an epoch slowed by other work on the machine shifts only the mean)."""
+    history = [json.loads(line) for line in (run / "metrics.jsonl").open()]
+    seconds = [r["seconds"] for r in history]
+    plugin = json.loads((run / "config.json").read_text())["plugin"]
+    return {"classifier": plugin, "run": str(run), "options": options, "epochs": len(history),
+            "train_s": round(sum(seconds), 1),
+            "s_per_epoch": round(sum(seconds) / len(seconds), 1),
+            "s_per_epoch_median": round(statistics.median(seconds), 1),
             "collapsed": any(r.get("catastrophic_overfitting") for r in history)}  # fmt: skip
+
+
+def _existing(run: Path) -> dict:
+    """A row for a run trained before (``--existing``): its defence from its config."""
+    config = json.loads((run / "config.json").read_text())["config"]
+    adversarial = config.get("adversarial") if config.get("adversarial_eps", 0) > 0 else None
+    keys = ("adversarial_eps", "adversarial", "adversarial_steps", "trades_beta")
+    options = {k: config[k] for k in keys if adversarial and k in config}
+    return {"defence": adversarial or "plain", **_trained_row(run, options)}
 
 
 def _measure(row: dict, out: str, test_size: int, autoattack_size: int) -> dict:
@@ -92,20 +111,22 @@ def _measure(row: dict, out: str, test_size: int, autoattack_size: int) -> dict:
 @click.option("--adversarial-steps", default=7, show_default=True)
 @click.option("--out", default="runs/benchmarks", show_default=True)
 @click.option("--train-size", type=int, default=None, help="Fewer training images (dry runs).")
+@click.option("--existing", multiple=True, help="Measure this trained run too (repeat).")
 @click.option("--name", default="defences", show_default=True, help="results/NAME.json")
 def main(classifier, epochs, defences, test_size, autoattack_size, adversarial_steps, out,
-         train_size, name) -> None:  # fmt: skip
+         train_size, existing, name) -> None:  # fmt: skip
     rows = []
-    for defence in defences.split(","):
-        trained = _train(classifier, defence, epochs, adversarial_steps, out, train_size=train_size)
-        row = {"defence": defence, **trained}
-        rows.append(_measure(row, out, test_size, autoattack_size))
+    trainings = [lambda d=d: {"defence": d, **_train(classifier, d, epochs, adversarial_steps,
+                 out, train_size=train_size)} for d in defences.split(",") if d]  # fmt: skip
+    for row_of in [lambda r=r: _existing(Path(r)) for r in existing] + trainings:
+        rows.append(_measure(row_of(), out, test_size, autoattack_size))
         print(json.dumps(rows[-1]), flush=True)
         payload = {
             "command": " ".join(sys.argv),
             "eps_unit": EPS_UNIT,
             "test_images": test_size,
             "autoattack_images": autoattack_size,
+            "train_images": train_size or 60_000,
             "rows": rows,
         }
         write_result(name, payload)  # after every defence: a long run keeps its rows

@@ -72,10 +72,10 @@ class PGD(AttackPlugin):
 
     @classmethod
     def describe_settings(cls, config):
-        steps, size = config.get("steps"), config.get("step_size")
+        saved = {f.name: config.get(f.name, f.default) for f in attrs.fields(PGDConfig)}
+        steps, size, restarts = saved["steps"], saved["step_size"], saved["restarts"]
         step = f"step 2.5ε/{steps}" if size is None else f"step {size}"
-        start = "random start" if config.get("random_start") else "no random start"
-        restarts = config.get("restarts", 1)
+        start = "random start" if saved["random_start"] else "no random start"
         return f"PGD-{steps}, {step}, {start}, {restarts} restart{'s' * (restarts != 1)}"
 
     def perturb(self, model, images, labels, eps, *, mask=None, generator=None):

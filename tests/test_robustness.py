@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -208,3 +209,85 @@ def test_an_attack_runs_report_shows_its_table_and_protocol(dense_run, tmp_path)
         curve = [p["accuracy"] for p in report["targets"][0]["curves"][mode]]
         assert shown == pytest.approx(curve, abs=1e-4)
     assert cells[cells.index("masked") - 1] == dense_run.path.name
+
+
+def test_a_long_attack_in_a_log_prints_its_progress_and_eta(dense_run, tmp_path, capfd):
+    """stderr not a terminal (a run in the background with a log): lines, not a bar."""
+    zoo.run("pgd", target=[str(dense_run.path)], epsilons=(0.1,), modes=("standard",),
+            steps=2, test_size=64, out=str(tmp_path))  # fmt: skip
+    err = capfd.readouterr().err
+    line = next(x for x in err.splitlines() if "batches" in x)
+    assert re.search(r"pgd on dense \(.+\), standard mode: 1/1 batches .* s/batch +ETA 0m00s",
+                     line), err  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def attack_source(dense_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("attack-source")
+    result = zoo.run("fgsm", target=[str(dense_run.path)], epsilons=(0.0, 0.1),
+                     modes=("standard",), test_size=32, progress=False, out=str(out))  # fmt: skip
+    return result.path
+
+
+def _attack_folder(source, tmp_path, name: str, report: dict):
+    """A copy of a real attack run with its robustness.json replaced."""
+    folder = tmp_path / name
+    shutil.copytree(source, folder)
+    (folder / "robustness.json").write_text(json.dumps(report))
+    return folder
+
+
+def _target(run: str, *points) -> dict:
+    return {"run": run, "plugin": "dense", "curves": {"standard": list(points)}}
+
+
+def test_damaged_robustness_files_cost_only_their_bad_points(dense_run, attack_source, tmp_path):
+    good = {"eps": 0.1, "accuracy": 0.5}
+    report = {"attack": "fgsm", "scale": ["not", "a", "scale"], "test_images": 32,
+              "targets": [_target("x\x00y", good), _target(str(dense_run.path), good,
+                          {"eps": "abc", "accuracy": 1}, {"eps": float("nan"), "accuracy": 1},
+                          {"eps": 0.2, "accuracy": True}, "junk"), 7]}  # fmt: skip
+    folder = _attack_folder(attack_source, tmp_path, "damaged", report)
+    page = zoo.report(folder).read_text()
+    start = page.index('id="tables"')
+    section = page[start : page.index("Results: robustness.json", start)]
+    assert "epsilon in ? pixel units" in section and "ε 0.1" in section
+    assert "ε 0.2" not in section and "ε nan" not in section and "abc" not in section
+    _, _, markdown = zoo.compare([dense_run.path, folder], tmp_path)  # the NUL path: no match
+    assert _table_row(markdown, dense_run.path.name)["fgsm ε=0.1 ?"] == "0.5"
+    assert folder.name in markdown  # one of its targets is not compared: it keeps its row
+
+
+def test_compare_matches_targets_by_folder_and_by_name_only_when_moved(
+    dense_run, attack_source, tmp_path
+):
+    copy = tmp_path / "elsewhere" / dense_run.path.name  # same name, another folder
+    shutil.copytree(dense_run.path, copy)
+    point = {"eps": 0.1, "accuracy": 0.25}
+    on_original = _attack_folder(
+        attack_source,
+        tmp_path,
+        "a",
+        {"attack": "pgd", "scale": "unit", "targets": [_target(str(dense_run.path), point)]},
+    )
+    moved = _attack_folder(
+        attack_source,
+        tmp_path,
+        "b",
+        {"attack": "pgd", "scale": "unit", "targets": [_target("/gone/" + copy.name, point)]},
+    )
+    markdown = zoo.compare([copy, on_original], tmp_path)[2]
+    assert "0.25" not in _table_row(markdown, copy.name).values()  # not the run it measured
+    markdown = zoo.compare([copy, moved], tmp_path)[2]
+    assert _table_row(markdown, copy.name)["pgd ε=0.1 \\[0, 1\\]"] == "0.25"
+
+
+def test_two_targets_of_one_name_keep_their_own_rows_in_the_report(attack_source, tmp_path):
+    report = {"attack": "fgsm", "scale": "unit", "test_images": 32, "targets": [
+        _target("/a/dense-1", {"eps": 0.1, "accuracy": 0.25}),
+        _target("/b/dense-1", {"eps": 0.1, "accuracy": 0.75})]}  # fmt: skip
+    page = zoo.report(_attack_folder(attack_source, tmp_path, "same", report)).read_text()
+    assert "/a/dense-1" in page and "/b/dense-1" in page
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", page)
+    assert cells[cells.index("/a/dense-1") + 2] == "0.25"
+    assert cells[cells.index("/b/dense-1") + 2] == "0.75"

@@ -59,3 +59,44 @@ def resume_command(plugin_name: str, path: Any, epochs: int | None = None) -> st
 
     more = f" --epochs {epochs}" if epochs is not None else ""
     return f"zoo run {plugin_name} --resume {shlex.quote(str(path))}{more}"
+
+
+class BatchProgress:
+    """Progress of a long pass over batches (an attack on 10,000 images): a tqdm bar on
+    a terminal, else a line every tenth of the way (or every minute) with the rate and
+    ETA, so a log of a run in the background shows it moving too."""
+
+    def __init__(self, total: int, what: str, *, enabled: bool = True) -> None:
+        import time
+
+        from tqdm import tqdm
+
+        self.total, self.what, self.done = total, what, 0
+        self.enabled = enabled
+        interactive = enabled and sys.stderr.isatty()
+        self._bar = tqdm(total=total, unit="batch", disable=not interactive, file=sys.stderr)
+        self._lines = enabled and not interactive
+        self._clock = time.perf_counter
+        self._started = self._last = self._clock()
+        self._every = max(1, total // 10)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        self._bar.update(n)
+        now = self._clock()
+        due = self.done % self._every == 0 or now - self._last >= 60 or self.done == self.total
+        if self._lines and due:
+            self._last = now
+            rate = (now - self._started) / self.done
+            eta = duration(rate * (self.total - self.done))
+            print(f"zoo: {self.what}: {self.done}/{self.total} batches  {rate:.2f} s/batch  "
+                  f"ETA {eta}", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        self._bar.close()
+
+    def __enter__(self) -> BatchProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

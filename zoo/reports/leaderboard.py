@@ -116,23 +116,25 @@ def make_row(summary: RunSummary) -> Row:
 
 def rows_with_scores(summaries: Sequence[RunSummary]) -> list[Row]:
     """A row per run. A run that measured other compared runs (an attack, on its
-    targets: Plugin.scores_of_other_runs) puts its numbers on their rows as columns,
-    instead of a row of its own; measuring runs whose targets are not compared keep
-    theirs."""
+    targets: Plugin.scores_of_other_runs) puts its numbers on their rows as columns; it
+    keeps no row of its own where all the runs it measured are compared, and keeps one
+    (pointing to its report for the rest) where some are not."""
     where = _folder_index(summaries)
     scores: dict[int, dict[str, float]] = {}
     folded: set[int] = set()
     for index, summary in enumerate(summaries):
-        for folder, numbers in _scores_of_others(summary).items():
-            target = where(folder)
+        measured = _scores_of_others(summary)
+        found = {folder: where(folder) for folder in measured}
+        for folder, target in found.items():
             if target is None or target == index:
                 continue
-            clash = set(numbers) & set(scores.get(target, {}))
+            clash = set(measured[folder]) & set(scores.get(target, {}))
             if clash:
                 print(f"zoo: warning: {summary.name} measured {', '.join(sorted(clash))} of "
                       f"{summaries[target].name} again; showing its numbers (the later "
                       "run given)", file=sys.stderr)  # fmt: skip
-            scores.setdefault(target, {}).update(numbers)
+            scores.setdefault(target, {}).update(measured[folder])
+        if found and all(t is not None and t != index for t in found.values()):
             folded.add(index)
     rows = []
     for index, summary in enumerate(summaries):
@@ -143,17 +145,23 @@ def rows_with_scores(summaries: Sequence[RunSummary]) -> list[Row]:
 
 
 def _folder_index(summaries: Sequence[RunSummary]):
-    """Finds a compared run by the folder another run recorded: the same folder, else the
-    only compared run of that name (the recorded path may be relative to elsewhere)."""
+    """Finds a compared run by the folder another run recorded: the same folder; else,
+    where the recorded folder is relative or gone (moved with its runs), the only
+    compared run of that name. A path that cannot be a folder matches none."""
     resolved = {s.record.path.resolve(): i for i, s in enumerate(summaries)}
     names: dict[str, list[int]] = {}
     for i, s in enumerate(summaries):
         names.setdefault(s.name, []).append(i)
 
     def find(folder: str) -> int | None:
-        path = Path(folder)
-        if path.resolve() in resolved:
-            return resolved[path.resolve()]
+        try:
+            path = Path(folder)
+            if path.resolve() in resolved:
+                return resolved[path.resolve()]
+            if path.is_absolute() and path.exists():
+                return None  # another run of the same name, not compared
+        except (OSError, RuntimeError, ValueError):  # a NUL byte, a link loop
+            return None
         same_name = names.get(path.name, [])
         return same_name[0] if len(same_name) == 1 else None
 

@@ -12,6 +12,7 @@ This module imports no torch, so ``zoo list`` stays fast.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -151,9 +152,11 @@ class AttackPlugin(Plugin):
         epsilons = list(dict.fromkeys(eps for *_, eps, _ in points))
         cells: dict[tuple[str, str, str], dict[float, float]] = {}
         for run, plugin, mode, eps, accuracy in points:
-            cells.setdefault((plugin, Path(run).name, mode), {})[eps] = accuracy
-        rows = tuple((*key, *(found.get(eps) for eps in epsilons)) for key, found in cells.items())
-        scale = SCALE_RANGES.get(report.get("scale"), "?")
+            cells.setdefault((plugin, run, mode), {})[eps] = accuracy
+        shown = _run_names(list(dict.fromkeys(run for _, run, _ in cells)))
+        rows = tuple((plugin, shown[run], mode, *(found.get(eps) for eps in epsilons))
+                     for (plugin, run, mode), found in cells.items())  # fmt: skip
+        scale = _scale_range(report)
         settings = cls.describe_settings(config)
         images = report.get("test_images", "?")
         note = f"L-inf threat model; epsilon in {scale} pixel units; {images} test images"
@@ -171,7 +174,7 @@ class AttackPlugin(Plugin):
         for run, _, mode, eps, accuracy in _points(report):
             if eps > 0:
                 kind = report["attack"] + ("" if mode == "standard" else f" {mode}")
-                column = f"{kind} ε={eps:g} {SCALE_RANGES.get(report.get('scale'), '?')}"
+                column = f"{kind} ε={eps:g} {_scale_range(report)}"
                 scores.setdefault(run, {})[column] = accuracy
         return scores
 
@@ -183,15 +186,40 @@ class AttackPlugin(Plugin):
 
 
 def _points(report: Any) -> list[tuple[str, str, str, float, float]]:
-    """(target run, plugin, mode, eps, accuracy) of a robustness.json; none where it is
-    damaged or of another shape (a report still shows the rest)."""
-    try:
-        return [
-            (str(target["run"]), str(target["plugin"]), str(mode), float(point["eps"]),
-             float(point["accuracy"]))
-            for target in report["targets"]
-            for mode, curve in target["curves"].items()
-            for point in curve
-        ] if isinstance(report.get("attack"), str) else []  # fmt: skip
-    except (AttributeError, KeyError, TypeError, ValueError):
+    """(target run, plugin, mode, eps, accuracy) of a robustness.json, in order; a
+    damaged target, curve or point (not a number, eps not finite) is left out on its own,
+    so a report still shows the rest."""
+    if not isinstance(report, Mapping) or not isinstance(report.get("attack"), str):
         return []
+    targets = report.get("targets")
+    points = []
+    for target in targets if isinstance(targets, list) else []:
+        curves = target.get("curves") if isinstance(target, Mapping) else None
+        run, plugin = (target.get("run"), target.get("plugin")) if curves else (None, None)
+        if not (isinstance(curves, Mapping) and isinstance(run, str) and isinstance(plugin, str)):
+            continue
+        for mode, curve in curves.items():
+            for point in curve if isinstance(curve, list) else []:
+                eps, accuracy = (point.get(k) for k in ("eps", "accuracy")) if isinstance(
+                    point, Mapping) else (None, None)  # fmt: skip
+                if _number(eps) and _number(accuracy) and math.isfinite(eps):
+                    points.append((run, plugin, str(mode), float(eps), float(accuracy)))
+    return points
+
+
+def _run_names(runs: list[str]) -> dict[str, str]:
+    """Each target's folder name, or its whole path where two targets share a name."""
+    names = [Path(run).name for run in runs]
+    return {
+        run: name if name and names.count(name) == 1 else run
+        for run, name in zip(runs, names, strict=True)
+    }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scale_range(report: Mapping[str, Any]) -> str:
+    scale = report.get("scale")
+    return SCALE_RANGES.get(scale, "?") if isinstance(scale, str) else "?"

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import torch
-from tqdm import tqdm
 
 from zoo.core.config import build
 from zoo.core.data import Split, iterate_batches, to_float
@@ -27,6 +26,7 @@ from zoo.core.runs import read_run, write_json
 from zoo.core.settings import RunSettings
 from zoo.engine.devices import exact_fp32, resolve_device
 from zoo.engine.loading import load
+from zoo.engine.progress import BatchProgress
 from zoo.tasks.attack.checks import perturbed
 from zoo.tasks.attack.perturbations import eps_in_range
 from zoo.tasks.attack.plots import Examples, plot_curves, plot_examples
@@ -122,11 +122,11 @@ def _attack_target(
         if settings.progress:
             print(f"zoo: {attack.info.name} on {target.where}, {mode} mode", file=sys.stderr)
         batches = -(-len(test) // target.batch_size)
-        interactive = settings.progress and sys.stderr.isatty()
-        with tqdm(total=batches, unit="batch", disable=not interactive, file=sys.stderr) as bar:
+        what = f"{attack.info.name} on {target.where}, {mode} mode"
+        with BatchProgress(batches, what, enabled=settings.progress) as bar:
             curves[mode] = _curve(attack, target, test, mode, settings.seed, bar)
     return {
-        "run": str(target.path),
+        "run": str(target.path.resolve()),  # zoo compare finds the run from anywhere
         "plugin": target.plugin_name,
         "pixel_range": list(target.model.pixel_range),
         "curves": curves,
@@ -134,7 +134,7 @@ def _attack_target(
 
 
 def _curve(
-    attack: AttackPlugin, target: Target, test: Split, mode: str, seed: int, bar: tqdm
+    attack: AttackPlugin, target: Target, test: Split, mode: str, seed: int, bar: BatchProgress
 ) -> list[dict[str, float]]:
     """Accuracy at each epsilon for one target and one mode, over the whole split."""
     model, config = target.model, attack.config
