@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,23 +68,19 @@ class BatchProgress:
     ETA, so a log of a run in the background shows it moving too."""
 
     def __init__(self, total: int, what: str, *, enabled: bool = True) -> None:
-        import time
-
         from tqdm import tqdm
 
         self.total, self.what, self.done = total, what, 0
-        self.enabled = enabled
         interactive = enabled and sys.stderr.isatty()
         self._bar = tqdm(total=total, unit="batch", disable=not interactive, file=sys.stderr)
         self._lines = enabled and not interactive
-        self._clock = time.perf_counter
-        self._started = self._last = self._clock()
+        self._started = self._last = time.perf_counter()
         self._every = max(1, total // 10)
 
     def update(self, n: int = 1) -> None:
         self.done += n
         self._bar.update(n)
-        now = self._clock()
+        now = time.perf_counter()
         due = self.done % self._every == 0 or now - self._last >= 60 or self.done == self.total
         if self._lines and due:
             self._last = now

@@ -169,15 +169,13 @@ def _folder_index(summaries: Sequence[RunSummary]):
 
 
 def _scores_of_others(summary: RunSummary) -> Mapping[str, Mapping[str, float]]:
-    if summary.plugin is None:
-        return {}
+    lost = f"{summary.name}'s numbers of other runs are left out"
+    found = summary.call_hook("scores_of_other_runs", summary.results, default={}, lost=lost)
     try:
-        found = summary.plugin.scores_of_other_runs(summary.results)
         return {str(k): {str(c): float(v) for c, v in row.items()} for k, row in found.items()}
-    except Exception as error:  # a third party's hook: the leaderboard stands without it
-        print(f"zoo: warning: plugin '{summary.record.plugin}' scores_of_other_runs() failed "
-              f"({type(error).__name__}: {error}); {summary.name}'s numbers of other runs are "
-              "left out", file=sys.stderr)  # fmt: skip
+    except (AttributeError, TypeError, ValueError) as error:  # not numbers by folder
+        print(f"zoo: warning: plugin '{summary.record.plugin}' scores_of_other_runs() "
+              f"returned no numbers by folder ({error}); {lost}", file=sys.stderr)  # fmt: skip
         return {}
 
 

@@ -45,16 +45,37 @@ class RunSummary:
     """What a report or a leaderboard row is made of."""
 
     record: RunRecord
-    info: Any  # the plugin's PluginInfo, or None when the plugin is not installed
     history: list[dict[str, Any]]
     results: dict[str, Any]  # results file stem -> its JSON
     pictures: list[Picture]
-    preview: str | None = None  # the picture the plugin names for a leaderboard row
     plugin: type | None = None  # the plugin's class, where it is installed here
 
     @property
     def name(self) -> str:
         return self.record.path.name
+
+    @property
+    def info(self) -> Any:
+        """The plugin's PluginInfo, or None when the plugin is not installed here."""
+        return getattr(self.plugin, "info", None)
+
+    @property
+    def preview(self) -> str | None:
+        """The picture the plugin names for a leaderboard row."""
+        return getattr(self.plugin, "preview", None)
+
+    def call_hook(self, hook: str, *args: Any, default: Any, lost: str) -> Any:
+        """The plugin's ``hook(*args)``; on any failure (a third party's code) ``default``
+        and one warning saying what the page goes without (``lost``), so a report or a
+        leaderboard stands without what the hook adds."""
+        if self.plugin is None:
+            return default
+        try:
+            return getattr(self.plugin, hook)(*args)
+        except Exception as error:
+            print(f"zoo: warning: plugin '{self.record.plugin}' {hook}() failed "
+                  f"({type(error).__name__}: {error}); {lost}", file=sys.stderr)  # fmt: skip
+            return default
 
     @property
     def epoch_grids(self) -> list[Picture]:
@@ -80,8 +101,7 @@ def summarize(run_dir: str | Path) -> RunSummary:
             results[path.stem] = _read_json(path)
         except ValueError:
             results[path.stem] = f"{path.name} is damaged and was left out"
-    info, preview = getattr(plugin, "info", None), getattr(plugin, "preview", None)
-    return RunSummary(record, info, record.history, results, pictures, preview, plugin)
+    return RunSummary(record, record.history, results, pictures, plugin)
 
 
 def write_report(run_dir: str | Path, output: str | Path | None = None) -> Path:
@@ -141,25 +161,16 @@ def render(summary: RunSummary) -> str:
 
 
 def _plugin_tables(summary: RunSummary) -> str:
-    """The tables the plugin makes of its results (Plugin.report_tables). A plugin whose
-    hook fails costs its tables only: one warning, and the raw results still follow."""
-    plugin = summary.plugin
-    if plugin is None:
-        return ""
-    try:
-        tables = list(plugin.report_tables(summary.results, summary.record.config))
-        parts = [
-            f"<h3>{html.escape(t.title)}</h3>"
-            + (f'<p class="muted">{html.escape(t.note)}</p>' if t.note else "")
-            + html.table(list(t.headers), t.rows)
-            for t in tables
-        ]
-    except Exception as error:  # a third party's hook: the report stands without it
-        print(f"zoo: warning: plugin '{summary.record.plugin}' report_tables() failed "
-              f"({type(error).__name__}: {error}); its tables are left out of the report",
-              file=sys.stderr)  # fmt: skip
-        return ""
-    return "".join(parts)
+    """The tables the plugin makes of its results (Plugin.report_tables)."""
+    lost = "its tables are left out of the report"
+    tables = summary.call_hook("report_tables", summary.results, summary.record.config,
+                               default=(), lost=lost)  # fmt: skip
+    return "".join(
+        f"<h3>{html.escape(t.title)}</h3>"
+        + (f'<p class="muted">{html.escape(t.note)}</p>' if t.note else "")
+        + html.table(list(t.headers), t.rows)
+        for t in tables
+    )
 
 
 def _configuration(summary: RunSummary) -> str:

@@ -192,19 +192,27 @@ def _points(report: Any) -> list[tuple[str, str, str, float, float]]:
     if not isinstance(report, Mapping) or not isinstance(report.get("attack"), str):
         return []
     targets = report.get("targets")
-    points = []
-    for target in targets if isinstance(targets, list) else []:
-        curves = target.get("curves") if isinstance(target, Mapping) else None
-        run, plugin = (target.get("run"), target.get("plugin")) if curves else (None, None)
-        if not (isinstance(curves, Mapping) and isinstance(run, str) and isinstance(plugin, str)):
-            continue
-        for mode, curve in curves.items():
-            for point in curve if isinstance(curve, list) else []:
-                eps, accuracy = (point.get(k) for k in ("eps", "accuracy")) if isinstance(
-                    point, Mapping) else (None, None)  # fmt: skip
-                if _number(eps) and _number(accuracy) and math.isfinite(eps):
-                    points.append((run, plugin, str(mode), float(eps), float(accuracy)))
-    return points
+    return [point for target in _listed(targets) for point in _target_points(target)]
+
+
+def _target_points(target: Any) -> list[tuple[str, str, str, float, float]]:
+    if not isinstance(target, Mapping):
+        return []
+    run, plugin, curves = target.get("run"), target.get("plugin"), target.get("curves")
+    if not (isinstance(run, str) and isinstance(plugin, str) and isinstance(curves, Mapping)):
+        return []
+    return [
+        (run, plugin, str(mode), float(point["eps"]), float(point["accuracy"]))
+        for mode, curve in curves.items()
+        for point in _listed(curve)
+        if isinstance(point, Mapping)
+        and _number(point.get("eps")) and math.isfinite(point["eps"])
+        and _number(point.get("accuracy"))
+    ]  # fmt: skip
+
+
+def _listed(value: Any) -> list:
+    return value if isinstance(value, list) else []
 
 
 def _run_names(runs: list[str]) -> dict[str, str]:

@@ -142,8 +142,16 @@ def _pgd_once(
         adversarial = (original + start).clamp(*pixel_range)
     for _ in range(steps):
         adversarial = fgsm(predict, adversarial, labels, step_size, pixel_range, mask=mask)
-        adversarial = torch.min(torch.max(adversarial, original - eps), original + eps)
-    return adversarial.clamp(*pixel_range)
+        adversarial = project(adversarial, original, eps, pixel_range)
+    return adversarial
+
+
+def project(
+    adversarial: torch.Tensor, original: torch.Tensor, eps: float, pixel_range: tuple[float, float]
+) -> torch.Tensor:
+    """The nearest point of the L-inf eps-ball around ``original`` inside the range: the
+    projection every iterative attack takes after each step."""
+    return torch.min(torch.max(adversarial, original - eps), original + eps).clamp(*pixel_range)
 
 
 Worst = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images, fooled, loss

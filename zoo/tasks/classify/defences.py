@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from zoo.tasks.attack.perturbations import eps_in_range, fgsm, pgd
+from zoo.tasks.attack.perturbations import eps_in_range, fgsm, fgsm_step, pgd, project
 
 DEFENCES = ("fgsm", "pgd", "trades")
 
@@ -66,9 +66,8 @@ def trades_examples(plugin: Any, images: torch.Tensor, eps: float) -> torch.Tens
             log_probs = F.log_softmax(plugin.predict(inputs).float(), dim=1)
             spread = F.kl_div(log_probs, clean, reduction="sum")
             (gradient,) = torch.autograd.grad(spread, inputs)
-        adversarial = adversarial.detach() + step_size * gradient.sign()
-        adversarial = torch.min(torch.max(adversarial, original - eps), original + eps)
-        adversarial = adversarial.clamp(*plugin.pixel_range)
+        adversarial = fgsm_step(adversarial, gradient, step_size, plugin.pixel_range)
+        adversarial = project(adversarial, original, eps, plugin.pixel_range)
     return adversarial.detach()
 
 
