@@ -19,6 +19,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "setup: installing ${TORCH_PINS[*]} and zoo's dependencies (first time: a few minutes)"
     .venv/bin/python -m pip install --quiet --disable-pip-version-check "${TORCH_PINS[@]}" setuptools
     .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+    # the autoattack plugin's (zoo[robust]) library, without its requests~=2.25 pin, which
+    # no resolver can satisfy beside mlflow's requests>=2.28 (it works with the newer one)
+    .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "torchattacks>=3.5"
     echo "$want" > "$stamp"
 fi
 

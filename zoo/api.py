@@ -14,6 +14,7 @@ import attrs
 from zoo.core import config as configs
 from zoo.core.contract import Plugin, TrainablePlugin
 from zoo.core.errors import ConfigError, Interrupted, RunError, ZooError
+from zoo.core.observers import Observers, RunObserver
 from zoo.core.registry import PluginEntry, default_registry
 from zoo.core.runs import (
     FAILED_FILE,
@@ -140,9 +141,10 @@ class RunResult:
         return read_run(self.path).history
 
 
-def execute(prepared: PreparedRun) -> RunResult:
+def execute(prepared: PreparedRun, *, observers: Sequence[RunObserver] = ()) -> RunResult:
     """Create (or, resuming, lock and check) the run folder and let the plugin do its
-    job. A failure says what became of the folder; a success clears an earlier failure."""
+    job, watched by ``observers`` and the trackers --log asks for (main process only).
+    A failure says what became of the folder; a success clears an earlier failure."""
     from zoo.engine import distributed
 
     info = prepared.plugin.info
@@ -153,26 +155,58 @@ def execute(prepared: PreparedRun) -> RunResult:
                 f"plugin '{info.name}' trains nothing; run it without torchrun"
             )
         distributed.join(world, prepared.settings.device)
-    path, lock, recorded = None, None, None
+    path, lock, recorded, watching = None, None, None, Observers()
     if world.is_main:  # under torchrun, rank 0 makes the folder and tells the others
         recorded = _recorded(prepared)  # resolves the device: fails before any folder exists
+        watching = _observers(prepared, observers)  # an unreachable tracker: likewise
         path, lock = _open_run_folder(prepared, recorded)
+    status = "failed"
     try:
         path = Path(distributed.broadcast_text(world, str(path) if path else None))
-        metrics = _run_plugin(prepared, path, recorded, world)
+        metrics = _run_plugin(prepared, path, recorded, world, watching)
         if world.is_main:
             from zoo.engine.failures import clear_failure
 
             clear_failure(path)
             _refresh_report(path)
+            watching.run_finished(path, _final_results(path))
+        status = "finished"
+    except Interrupted:
+        status = "stopped"
+        raise
     finally:
-        if lock is not None:
-            lock.release()  # after the last write of this call
-        distributed.leave(world)
+        try:
+            watching.run_closed(status)
+        finally:
+            if lock is not None:
+                lock.release()  # after the last write of this call
+            distributed.leave(world)
     return RunResult(path, dict(metrics))
 
 
-def _run_plugin(prepared: PreparedRun, path: Path, recorded: Any, world: Any) -> Mapping[str, Any]:
+def _observers(prepared: PreparedRun, given: Sequence[RunObserver]) -> Observers:
+    """The caller's observers, then the trackers --log asks for (trainable plugins)."""
+    if not (prepared.settings.log and issubclass(prepared.plugin, TrainablePlugin)):
+        return Observers.of(given)
+    from zoo.engine.tracking import open_trackers
+
+    return Observers.of([*given, *open_trackers(prepared.settings, prepared.plugin.info.name)])
+
+
+def _final_results(path: Path) -> dict[str, Any]:
+    """eval.json's content ({} when the plugin wrote none)."""
+    import json
+
+    try:
+        results = json.loads((path / "eval.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
+
+
+def _run_plugin(
+    prepared: PreparedRun, path: Path, recorded: Any, world: Any, observers: Observers
+) -> Mapping[str, Any]:
     """The plugin's job in its folder; a failure is raised as one line saying what
     became of the folder."""
     info = prepared.plugin.info
@@ -187,7 +221,8 @@ def _run_plugin(prepared: PreparedRun, path: Path, recorded: Any, world: Any) ->
 
     resuming = world.is_main and prepared.settings.resume
     context = RunContext(path, info.name, prepared.settings,
-                         before_first_write=before_first_write if resuming else None)  # fmt: skip
+                         before_first_write=before_first_write if resuming else None,
+                         observers=observers)  # fmt: skip
     try:
         return _drive(prepared.plugin(prepared.config), context)
     except BaseException as error:

@@ -76,10 +76,13 @@ def _click_option(spec: FieldSpec, default: Any) -> click.Option:
     return click.Option([spec.flag, spec.name], type=kind, default=None, help=help_text)
 
 
-def _run_command(entry) -> click.Command:
+def plugin_params(entry) -> list[click.Parameter]:
+    """The options of ``zoo run NAME`` (and ``zoo sweep NAME``): the plugin's
+    hyperparameters, the run settings and --config."""
     plugin = entry.plugin
-    specs = field_specs(plugin.Config)
-    params: list[click.Parameter] = [_click_option(spec, spec.default) for spec in specs]
+    params: list[click.Parameter] = [
+        _click_option(spec, spec.default) for spec in field_specs(plugin.Config)
+    ]
     for spec in field_specs(RunSettings):
         params.append(_click_option(spec, plugin.defaults.get(spec.name, spec.default)))
     params.append(
@@ -89,6 +92,24 @@ def _run_command(entry) -> click.Command:
             help="TOML file of options (keys as option names with '_'); flags win over it.",
         )
     )
+    return params
+
+
+def given_values(config_file: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The values a call gave: the --config file's, then the flags (which win)."""
+    values = read_toml(config_file) if config_file else {}
+    for key, value in given.items():
+        if isinstance(value, tuple):  # a repeatable flag: () when not given
+            parts = [part.strip() for item in value for part in item.split(",")]
+            value = [part for part in parts if part] or None
+        if value is not None:
+            values[key] = value
+    return values
+
+
+def _run_command(entry) -> click.Command:
+    plugin = entry.plugin
+    params = plugin_params(entry)
     params.append(
         click.Option(
             ["--dry-run"],
@@ -98,14 +119,7 @@ def _run_command(entry) -> click.Command:
     )
 
     def callback(config_file: str | None, dry_run: bool, **given: Any) -> None:
-        values = read_toml(config_file) if config_file else {}
-        for key, value in given.items():
-            if isinstance(value, tuple):  # a repeatable flag: () when not given
-                parts = [part.strip() for item in value for part in item.split(",")]
-                value = [part for part in parts if part] or None
-            if value is not None:
-                values[key] = value
-        prepared = api.prepare(entry.name, values, label=flag)
+        prepared = api.prepare(entry.name, given_values(config_file, given), label=flag)
         if dry_run:
             click.echo(json.dumps(prepared.to_dict(), indent=2))
             return
@@ -226,6 +240,22 @@ def _describe(spec: FieldSpec, default: Any) -> str:
 @cli.group(cls=_RunGroup)
 def run() -> None:
     """Train or execute a plugin: zoo run NAME [OPTIONS]; zoo run NAME --help lists them."""
+
+
+class _SweepGroup(_RunGroup):
+    """``zoo sweep NAME``: the plugin's own options are the values every trial shares."""
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command:
+        from zoo.sweeps.command import sweep_command
+
+        entry = api.default_registry().entry(name)
+        return sweep_command(entry, plugin_params(entry), given_values)
+
+
+@cli.group(cls=_SweepGroup)
+def sweep() -> None:
+    """Tune a plugin's hyperparameters with Optuna: zoo sweep NAME --trials N --param
+    lr=loguniform:1e-5:1e-2 --objective accuracy --direction maximize [zoo run options]."""
 
 
 @cli.command("eval")

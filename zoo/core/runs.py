@@ -275,6 +275,8 @@ class RunContext:
     # called by the trainer with the step it starts from, once a resume is validated and
     # before it writes anything into the folder (the core records the call in config.json)
     before_first_write: Callable[[int], None] | None = None
+    # who watches the run from outside (trackers, a sweep's pruner): zoo.core.observers
+    observers: Any = None
 
     @property
     def data(self):

@@ -13,6 +13,7 @@ from zoo.core.config import option
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
 NONFINITE_POLICIES = ("stop", "skip")
+TRACKERS = ("tensorboard", "mlflow")  # zoo.engine.tracking, each an optional extra
 
 
 @attrs.frozen
@@ -71,6 +72,23 @@ class RunSettings:
         "that update (one device sync per update; one process only).",
         choices=NONFINITE_POLICIES,
     )
+    log: tuple[str, ...] = option(
+        (),
+        help="Also log to experiment trackers: tensorboard and/or mlflow (comma-separated; "
+        "each needs its extra, pip install 'zoo[tensorboard]').",
+        choices=TRACKERS,
+    )
+    log_dir: str | None = option(
+        None, help="TensorBoard's folder for this run (default: RUN/tensorboard)."
+    )
+    mlflow_uri: str | None = option(
+        None,
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else an SQLite store, "
+        "mlflow.db, beside the --out folder).",
+    )
+    mlflow_experiment: str | None = option(
+        None, help="MLflow experiment for the run (default: the plugin's name)."
+    )
 
 
 SETTING_NAMES = frozenset(field.name for field in attrs.fields(RunSettings))
@@ -92,6 +110,10 @@ RESUMABLE_CHANGES = frozenset(
         "resume",
         "force",
         "on_nonfinite",
+        "log",
+        "log_dir",
+        "mlflow_uri",
+        "mlflow_experiment",
     }
 )
 

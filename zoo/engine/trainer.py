@@ -30,6 +30,7 @@ from zoo.core.errors import (
     one_line,
     plugin_code,
 )
+from zoo.core.observers import Observers, RunStart
 from zoo.core.runs import (
     LOSSES_FILE,
     METRICS_FILE,
@@ -186,6 +187,7 @@ class Trainer:
         self.position = Position()
         self._stop: StopRequest | None = None
         self._header: Mapping[str, Any] = {}  # the resumed checkpoint's, set by _setup
+        self.observers = run.observers or Observers()
 
     def fit(self) -> dict[str, Any]:
         """Train the plugin; Ctrl-C saves a checkpoint at the next step and stops."""
@@ -205,6 +207,8 @@ class Trainer:
         note = self._setup()
         windows = self._begin() if self.settings.resume else None
         self._announce(note)
+        if self.world.is_main:
+            self.observers.run_started(self._start())
         record = self._train(windows)
         self._finish(record)
         return record
@@ -248,6 +252,12 @@ class Trainer:
             self.replicas = distributed.replicate(modules, device)
             torch.manual_seed(settings.seed + world.rank)  # own noise and dropout per replica
         return note
+
+    def _start(self) -> RunStart:
+        info = self.plugin.info
+        return RunStart(self.run.path, info.name, info.task, info.version,
+                        to_dict(self.plugin.config), to_dict(self.settings),
+                        self.position.step, self.position.epoch)  # fmt: skip
 
     def _recorded_plan(self, per_epoch: int) -> int | None:
         """The planned epochs in the checkpoint a resume continues (None: a new run, or
@@ -453,6 +463,8 @@ class Trainer:
         if self.world.is_main:
             line = {"step": step, **means, **({"partial": True} if partial else {})}
             append_jsonl(self.run.path / LOSSES_FILE, line)
+            if not partial:  # a resume rewrites a partial line: observers see it once
+                self.observers.losses_logged(step, means)
         self._bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()}, refresh=False)
         windows.epoch.absorb(windows.log)
         windows.log = LossWindow(self.context)
@@ -486,6 +498,8 @@ class Trainer:
             if not partial:
                 self._save(self.shuffle.get_state(), epoch, step)
             self._print_epoch(epoch, record)
+            if not partial:  # after the checkpoint: an observer's StopRun loses nothing
+                self.observers.epoch_ended(self._context(epoch), record)
         distributed.barrier(self.world)
         return record
 
