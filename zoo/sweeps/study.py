@@ -2,26 +2,47 @@
 
 The study lives in an RDB storage, so any number of ``zoo sweep`` processes, on one
 machine (SQLite) or many (PostgreSQL, MySQL), share it: each asks Optuna for the next
-trial until the study holds ``--trials`` trials that are done, running or queued.
+trial until the study holds ``--trials`` trials that are done or running.
 Heartbeats mark a dead worker's trial failed and queue it again, and the retry resumes
 that trial's run folder from its checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from zoo.core.errors import ConfigError, Interrupted, PluginError, RunError, one_line
+from zoo.core.errors import ConfigError, Interrupted, one_line
 from zoo.sweeps.spec import SweepSpec
 
 HEARTBEAT_S = 30  # a worker that stops beating for GRACE_S is taken for dead
 GRACE_S = 120
 SPACE_ATTR = "zoo"  # the study's user attribute holding what it was started with
-# a trial's own failure: the sweep goes on with the next (bad settings stop it)
-TRIAL_FAILURES = (RunError, PluginError)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Heartbeats and their retry are Optuna's experimental API: it works, say it once
+    here rather than on every call."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def retry() -> Any:
+    """Queue a failed trial again (a dead worker's, or Ctrl-C'd), with its run folder
+    (a user attribute) and the epochs it reported, so it resumes."""
+    import optuna
+
+    with quiet():
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3, inherit_intermediate_values=True
+        )
 
 
 def open_storage(url: str) -> Any:
@@ -31,14 +52,12 @@ def open_storage(url: str) -> Any:
     engine: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite:"):
         engine = {"connect_args": {"timeout": 60}}  # workers wait for each other's writes
-    retry = optuna.storages.RetryFailedTrialCallback(max_retry=3, inherit_intermediate_values=True)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        with quiet():
             return optuna.storages.RDBStorage(url, engine_kwargs=engine,
                                               heartbeat_interval=HEARTBEAT_S,
                                               grace_period=GRACE_S,
-                                              failed_trial_callback=retry)  # fmt: skip
+                                              heartbeat_stale_trial_callback=retry())  # fmt: skip
     except Exception as error:  # SQLAlchemy's errors, a missing driver, a bad URL
         raise ConfigError(
             f"--storage {url}: cannot open the study storage ({one_line(error, 200)}); "
@@ -51,7 +70,8 @@ def open_study(spec: SweepSpec) -> Any:
     with another plugin, objective, direction or space is refused."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # zoo says each trial's outcome in one line; Optuna's own warnings carry tracebacks
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     if spec.storage is None:
         spec.folder.mkdir(parents=True, exist_ok=True)
     storage = open_storage(spec.storage_url)
@@ -97,10 +117,10 @@ def _pruner(spec: SweepSpec) -> Any:
 
 
 def claimed(study: Any) -> int:
-    """Trials done, running or queued: what counts towards --trials."""
+    """Trials done or running: what counts towards --trials (a queued one runs next)."""
     from optuna.trial import TrialState
 
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
     return len(study.get_trials(deepcopy=False, states=states))
 
 
@@ -109,12 +129,13 @@ def run_sweep(spec: SweepSpec, say: Callable[[str], None] | None = None) -> Any:
     Ctrl-C fails the running trial and queues it again: the next worker resumes it."""
     import optuna
 
-    from zoo.sweeps.trial import TrialRunner
+    from zoo.sweeps.trial import TRIAL_FAILURES, TrialRunner
 
     say = say or (lambda line: print(line, file=sys.stderr))
     study = open_study(spec)
     runner = TrialRunner(spec, say)
-    optuna.storages.fail_stale_trials(study)  # a dead worker's trial is queued again
+    with quiet():
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is queued again
     say(f"zoo: sweep {spec.study_name}: {claimed(study)}/{spec.trials} trials in "
         f"{spec.storage_url}")  # fmt: skip
     while claimed(study) < spec.trials:

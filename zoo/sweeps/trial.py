@@ -14,11 +14,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from zoo.core.errors import ConfigError, RunError
+from zoo.core.errors import ConfigError, PluginError, RunError
 from zoo.core.observers import RunObserver, RunStart, StopRun
 from zoo.sweeps.spec import SweepSpec
 
 RUN_ATTR = "run"
+# a trial's own failure: the sweep goes on with the next (bad settings stop it)
+TRIAL_FAILURES = (RunError, PluginError)
 
 
 class TrialRunner:
@@ -48,17 +50,22 @@ class TrialRunner:
             result = api.execute(api.prepare(self.spec.plugin, run_values), observers=[watcher])
         except StopRun as stop:
             raise optuna.TrialPruned(str(stop)) from None
+        except TRIAL_FAILURES as error:  # the sweep goes on; the study keeps why
+            trial.set_user_attr("error", str(error))
+            raise
         return final_value(result.path, self.spec.objective, watcher.last)
 
     def _refuse_surplus(self, trial: Any) -> None:
         """Two workers that asked at the same moment may make one trial too many."""
         from optuna.trial import TrialState
 
-        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+        live = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
         earlier = trial.study.get_trials(deepcopy=False, states=live)
         if sum(t.number < trial.number for t in earlier) >= self.spec.trials:
+            why = f"surplus: {self.spec.trials} trials were claimed by other workers already"
             trial.set_user_attr("surplus", True)
-            raise RunError(f"surplus trial: {self.spec.trials} trials were claimed already")
+            trial.set_user_attr("error", why)
+            raise RunError(why)
 
     def _resumable(self, recorded: Any) -> Path | None:
         """A queued-again trial's run folder, if it can be resumed."""
@@ -79,21 +86,20 @@ class TrialRunner:
         best = ""
         if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
             best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})"
-        why = " (surplus)" if trial.user_attrs.get("surplus") else ""
+        why = f": {trial.user_attrs['error']}" if trial.user_attrs.get("error") else ""
         self.say(f"zoo: sweep {self.spec.study_name}: trial {trial.number} {state}{why}"
                  f"{value}{best}")  # fmt: skip
 
     def requeue(self, study: Any) -> None:
         """The interrupted trial (marked failed by Optuna) queued again, with its run
         folder and the values it reported, so the next worker resumes it."""
-        import optuna
+        from zoo.sweeps.study import retry
 
         if self.number is None:
             return
         failed = [t for t in study.get_trials(deepcopy=False) if t.number == self.number]
         if failed and failed[0].state.name == "FAIL":
-            retry = optuna.storages.RetryFailedTrialCallback(inherit_intermediate_values=True)
-            retry(study, failed[0])
+            retry()(study, failed[0])
 
 
 class PruningWatcher(RunObserver):
