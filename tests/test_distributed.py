@@ -104,3 +104,30 @@ def test_steps_see_the_replicas_and_hooks_the_plugins_own_networks(tmp_path, mon
     records = read_jsonl(run / "metrics.jsonl")
     assert [r["step_sees_ddp"] for r in records] == [1.0, 1.0]
     assert [r["hook_sees_ddp"] for r in records] == [0.0, 0.0]
+
+
+def test_only_rank_0_logs_to_the_trackers(tmp_path):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "runs"
+    result = torchrun(
+        "dense", "--epochs", "2", "--train-size", "1600", "--test-size", "100",
+        "--device", "cpu", "--no-progress", "--out", str(out), "--log", "tensorboard,mlflow",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run,) = out.iterdir()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("dense")
+    (logged,) = client.search_runs([experiment.experiment_id])  # one MLflow run, not two
+    steps = [line["step"] for line in read_jsonl(run / "losses.jsonl")]
+    history = client.get_metric_history(logged.info.run_id, "train/loss")
+    assert [m.step for m in history] == steps  # each window once
+    reader = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0})
+    reader.Reload()
+    assert [e.step for e in reader.Scalars("train/loss")] == steps
+    writers = {p.name.rsplit(".", 2)[1] for p in (run / "tensorboard").glob("events.out.*")}
+    assert len(writers) == 1  # one process (pid) wrote the event files

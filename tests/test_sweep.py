@@ -10,8 +10,10 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
+import zoo
 from tests.conftest import REPO, ZOO, run_cli
 from zoo.core.runs import FAILED_FILE, read_jsonl
 
@@ -139,6 +141,9 @@ def test_ctrl_c_fails_the_running_trial_queues_it_again_and_a_rerun_resumes_its_
     assert f"resuming {trials[0].user_attrs['run']}" in again.stderr
     trials = load_study(tmp_path).get_trials()
     assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"]
+    assert trials[1].user_attrs["run"] == trials[0].user_attrs["run"]  # the same folder
+    folders = [p for p in (tmp_path / "dense-accuracy").iterdir() if p.is_dir()]
+    assert folders == [Path(trials[0].user_attrs["run"])]  # no new run was started
     history = read_jsonl(Path(trials[1].user_attrs["run"], "metrics.jsonl"))
     assert [r["epoch"] for r in history] == [1, 2, 3]  # epoch 1 was not trained twice
 
@@ -201,3 +206,53 @@ def test_a_sweep_without_optuna_is_one_line_naming_the_extra(tmp_path):
                             capture_output=True, text=True, timeout=300, cwd=REPO)  # fmt: skip
     assert result.returncode == 2
     assert "pip install 'zoo[sweep]'" in error_line(result)
+
+
+def test_the_python_api_runs_a_sweep_and_checks_its_options(tmp_path):
+    with pytest.raises(zoo.ConfigError, match="--pruner hyperband: choose from median, none"):
+        zoo.sweep("dense", trials=1, params=["lr=loguniform:1e-4:1e-2"], objective="accuracy",
+                  direction="maximize", pruner="hyperband", out=str(tmp_path))  # fmt: skip
+    study = zoo.sweep("dense", trials=1, params=["lr=loguniform:1e-4:1e-2"],
+                      objective="accuracy", direction="maximize", study="api", epochs=1,
+                      train_size=256, test_size=100, progress=False, out=str(tmp_path))  # fmt: skip
+    (trial,) = study.get_trials()
+    assert trial.state.name == "COMPLETE" and Path(trial.user_attrs["run"]).parent.name == "api"
+
+
+def test_a_trial_asked_for_beyond_the_claimed_trials_is_failed_as_surplus(tmp_path):
+    """Two workers that asked at the same moment: the later trial must not train."""
+    from zoo.sweeps.spec import build_spec
+    from zoo.sweeps.study import open_study
+    from zoo.sweeps.trial import TrialRunner
+
+    spec = build_spec("dense", trials=1, params=["lr=loguniform:1e-4:1e-2"],
+                      objective="accuracy", direction="maximize",
+                      fixed={"out": str(tmp_path), "train_size": 256})  # fmt: skip
+    study = open_study(spec)
+    study.ask()  # another worker's trial, running
+    late = study.ask()
+    with pytest.raises(zoo.RunError, match="surplus"):
+        TrialRunner(spec, say=lambda line: None)(late)
+    assert late.user_attrs["surplus"] is True
+    assert not any(p.is_dir() for p in (tmp_path / "dense-accuracy").iterdir())
+
+
+def test_trials_that_keep_failing_stop_the_sweep_with_one_line(registry, tmp_path):
+    dense = zoo.get_plugin("dense")
+
+    class Boom(dense):
+        info = attrs.evolve(dense.info, name="boom", summary="dense whose steps raise")
+
+        def train_step(self, batch):
+            raise ValueError("boom")
+
+    registry.register(Boom)
+    with pytest.raises(zoo.RunError, match="3 trials in a row failed"):
+        zoo.sweep("boom", trials=10, params=["lr=loguniform:1e-4:1e-2"], objective="accuracy",
+                  direction="maximize", train_size=256, progress=False,
+                  out=str(tmp_path))  # fmt: skip
+    trials = optuna.load_study(study_name="boom-accuracy",
+                               storage=f"sqlite:///{tmp_path / 'boom-accuracy' / 'study.db'}"
+                               ).get_trials()  # fmt: skip
+    assert [t.state.name for t in trials] == ["FAIL"] * 3
+    assert all("ValueError: boom" in t.user_attrs["error"] for t in trials)

@@ -114,6 +114,10 @@ def test_a_resume_continues_the_same_tensorboard_folder_and_mlflow_run_without_r
     assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == steps
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_accuracy")] == [1, 2]
     assert run.data.tags["zoo.resumed_at_step"] == "32" and run.info.status == "FINISHED"
+    # the evaluation of the resumed run, not the first one's
+    assert run.data.metrics["eval/accuracy"] == evaluation(first.path)["accuracy"]
+    final = client.get_metric_history(run.info.run_id, "eval/accuracy")
+    assert [m.step for m in final] == [32, 64]
 
 
 class StopAfterFirstEpoch(RunObserver):

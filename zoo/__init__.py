@@ -52,8 +52,10 @@ from zoo.core.errors import (
     ZooError,
 )
 from zoo.core.hookspecs import hookimpl
+from zoo.core.observers import RunObserver, RunStart, StopRun
 from zoo.core.registry import PluginEntry, Registry, default_registry, use_registry
 from zoo.reports.plots import pyplot, save_figure, save_grid
+from zoo.sweeps.run import sweep
 from zoo.tasks.attack.base import AttackConfig, AttackPlugin
 from zoo.tasks.classify import ClassifierConfig, ClassifierPlugin
 from zoo.tasks.colorize.base import ColorizerPlugin
@@ -99,8 +101,11 @@ __all__ = [
     "Registry",
     "ResultTable",
     "RunError",
+    "RunObserver",
     "RunResult",
+    "RunStart",
     "Split",
+    "StopRun",
     "TrainPlan",
     "TrainablePlugin",
     "TrainingContext",
@@ -136,6 +141,7 @@ __all__ = [
     "sample",
     "save_figure",
     "save_grid",
+    "sweep",
     "to_float",
     "use_registry",
 ]

@@ -186,7 +186,12 @@ def execute(prepared: PreparedRun, *, observers: Sequence[RunObserver] = ()) -> 
 
 def _observers(prepared: PreparedRun, given: Sequence[RunObserver]) -> Observers:
     """The caller's observers, then the trackers --log asks for (trainable plugins)."""
-    if not (prepared.settings.log and issubclass(prepared.plugin, TrainablePlugin)):
+    if not prepared.settings.log:
+        return Observers.of(given)
+    if not issubclass(prepared.plugin, TrainablePlugin):
+        name = prepared.plugin.info.name
+        print(f"zoo: warning: --log: plugin '{name}' trains nothing, so there is nothing to "
+              "log; its results are in the run folder", file=sys.stderr)  # fmt: skip
         return Observers.of(given)
     from zoo.engine.tracking import open_trackers
 
@@ -402,9 +407,10 @@ def _refuse_other_precision(prepared: PreparedRun, path: Path, record: RunRecord
     )
 
 
-def run(name: str, **values: Any) -> RunResult:
-    """Train or execute a plugin: ``zoo.run("dense", epochs=1)``."""
-    return execute(prepare(name, values))
+def run(name: str, *, observers: Sequence[RunObserver] = (), **values: Any) -> RunResult:
+    """Train or execute a plugin: ``zoo.run("dense", epochs=1)``; ``observers``
+    (zoo.RunObserver) watch the training from outside, as trackers do."""
+    return execute(prepare(name, values), observers=observers)
 
 
 def evaluate(

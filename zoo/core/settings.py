@@ -79,7 +79,9 @@ class RunSettings:
         choices=TRACKERS,
     )
     log_dir: str | None = option(
-        None, help="TensorBoard's folder for this run (default: RUN/tensorboard)."
+        None,
+        help="TensorBoard's folder: each run logs to DIR/<run folder name> (default: "
+        "RUN/tensorboard).",
     )
     mlflow_uri: str | None = option(
         None,

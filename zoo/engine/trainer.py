@@ -30,7 +30,7 @@ from zoo.core.errors import (
     one_line,
     plugin_code,
 )
-from zoo.core.observers import Observers, RunStart
+from zoo.core.observers import Observers, RunStart, StopRun
 from zoo.core.runs import (
     LOSSES_FILE,
     METRICS_FILE,
@@ -498,10 +498,21 @@ class Trainer:
             if not partial:
                 self._save(self.shuffle.get_state(), epoch, step)
             self._print_epoch(epoch, record)
-            if not partial:  # after the checkpoint: an observer's StopRun loses nothing
-                self.observers.epoch_ended(self._context(epoch), record)
+        if not partial:  # after the checkpoint: an observer's StopRun loses nothing
+            self._observe_epoch(epoch, record)
         distributed.barrier(self.world)
         return record
+
+    def _observe_epoch(self, epoch: int, record: Mapping[str, Any]) -> None:
+        """Observers see the epoch on the main process; a StopRun stops every process."""
+        stop: StopRun | None = None
+        if self.world.is_main:
+            try:
+                self.observers.epoch_ended(self._context(epoch), record)
+            except StopRun as error:
+                stop = error
+        if not distributed.all_ranks_agree(self.world, stop is None):
+            raise stop or StopRun(f"an observer stopped the run after epoch {epoch}")
 
     def _context(self, epoch: int) -> EpochContext:
         return EpochContext(epoch, self.position.step, self.run, self.plugin, self.device,

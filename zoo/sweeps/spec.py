@@ -18,6 +18,7 @@ SAMPLERS = ("tpe", "random")
 # what a trial may not take from the search space or the shared values: the sweep owns them
 OWNED = frozenset({"resume", "force", "out"})
 STUDY_FILE = "study.db"
+SWEEP_OPTIONS = ("storage", "study", "pruner", "sampler", "sampler_seed", "epoch_samples")
 
 
 @attrs.frozen
@@ -73,6 +74,11 @@ def build_spec(
 
     if trials < 1:
         raise ConfigError(f"--trials: must be >= 1 (got {trials})")
+    asked = {"direction": direction, "pruner": options.get("pruner", "median"),
+             "sampler": options.get("sampler", "tpe")}  # fmt: skip
+    for key, allowed in (("direction", DIRECTIONS), ("pruner", PRUNERS), ("sampler", SAMPLERS)):
+        if asked[key] not in allowed:
+            raise ConfigError(f"--{key} {asked[key]}: choose from {', '.join(allowed)}")
     for owned in sorted(OWNED - {"out"}):
         if fixed.get(owned):
             raise ConfigError(f"{flag(owned)}: a sweep resumes its own trials; leave it out")

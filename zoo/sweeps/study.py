@@ -9,40 +9,20 @@ that trial's run folder from its checkpoint.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import sys
-import warnings
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from typing import Any
 
-from zoo.core.errors import ConfigError, Interrupted, one_line
+from zoo.core.errors import ConfigError, Interrupted, RunError, one_line
 from zoo.sweeps.spec import SweepSpec
+from zoo.sweeps.trial import quiet, retry
 
 HEARTBEAT_S = 30  # a worker that stops beating for GRACE_S is taken for dead
 GRACE_S = 120
+POLL_S = 5  # how often a worker whose last trials run elsewhere looks again
 SPACE_ATTR = "zoo"  # the study's user attribute holding what it was started with
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Heartbeats and their retry are Optuna's experimental API: it works, say it once
-    here rather than on every call."""
-    import optuna
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        yield
-
-
-def retry() -> Any:
-    """Queue a failed trial again (a dead worker's, or Ctrl-C'd), with its run folder
-    (a user attribute) and the epochs it reported, so it resumes."""
-    import optuna
-
-    with quiet():
-        return optuna.storages.RetryHeartbeatStaleTrialCallback(
-            max_retry=3, inherit_intermediate_values=True
-        )
 
 
 def open_storage(url: str) -> Any:
@@ -83,13 +63,14 @@ def open_study(spec: SweepSpec) -> Any:
             f"--direction {spec.direction}: study '{spec.study_name}' was started to "
             f"{study.direction.name.lower()}; use its direction or another --study"
         )
+    space = json.loads(json.dumps(spec.space(), default=str))  # as the storage keeps it
     started = study.user_attrs.get(SPACE_ATTR)
     if started is None:
-        study.set_user_attr(SPACE_ATTR, spec.space())
-    elif started != spec.space():
+        study.set_user_attr(SPACE_ATTR, space)
+    elif started != space:
         raise ConfigError(
             f"study '{spec.study_name}' in {spec.storage_url} was started with another "
-            f"plugin, objective, --param or shared option ({_difference(started, spec.space())}); "
+            f"plugin, objective, --param or shared option ({_difference(started, space)}); "
             "repeat its command or pass --study NEW"
         )
     return study
@@ -116,37 +97,77 @@ def _pruner(spec: SweepSpec) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
 
 
+def counts(study: Any) -> dict[str, int]:
+    """The study's trials by state, once a dead worker's trials are failed (and queued
+    again by the heartbeat retry)."""
+    import optuna
+
+    with quiet():
+        optuna.storages.fail_stale_trials(study)
+    states: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    return states
+
+
 def claimed(study: Any) -> int:
     """Trials done or running: what counts towards --trials (a queued one runs next)."""
-    from optuna.trial import TrialState
-
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    return len(study.get_trials(deepcopy=False, states=states))
+    states = counts(study)
+    return sum(states.get(name, 0) for name in ("COMPLETE", "PRUNED", "RUNNING"))
 
 
 def run_sweep(spec: SweepSpec, say: Callable[[str], None] | None = None) -> Any:
-    """Run trials of the study until it holds ``spec.trials``; returns the study.
-    Ctrl-C fails the running trial and queues it again: the next worker resumes it."""
-    import optuna
+    """Run trials of the study until it holds ``spec.trials`` done; returns the study.
+    While the last trials run elsewhere, wait: a worker that died meanwhile leaves a
+    trial that goes stale and is queued again, and this worker then resumes it. Ctrl-C
+    fails the running trial and queues it again: the next worker resumes it."""
+    say = say or (lambda line: print(line, file=sys.stderr))
+    try:
+        study = open_study(spec)
+        say(f"zoo: sweep {spec.study_name}: {claimed(study)}/{spec.trials} trials in "
+            f"{spec.storage_url}")  # fmt: skip
+        _work(study, spec, say)
+    except _storage_errors() as error:
+        raise RunError(
+            f"sweep {spec.study_name}: the study storage {spec.storage_url} failed "
+            f"({one_line(error, 200)}); repeat the command once it is back"
+        ) from None
+    return study
 
+
+def _storage_errors() -> tuple[type[BaseException], ...]:
+    """What a database that fails mid-sweep raises (imported late: Optuna is an extra)."""
+    import optuna
+    import sqlalchemy.exc
+
+    return (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError)
+
+
+def _work(study: Any, spec: SweepSpec, say: Callable[[str], None]) -> None:
     from zoo.sweeps.trial import TRIAL_FAILURES, TrialRunner
 
-    say = say or (lambda line: print(line, file=sys.stderr))
-    study = open_study(spec)
     runner = TrialRunner(spec, say)
-    with quiet():
-        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is queued again
-    say(f"zoo: sweep {spec.study_name}: {claimed(study)}/{spec.trials} trials in "
-        f"{spec.storage_url}")  # fmt: skip
-    while claimed(study) < spec.trials:
+    while True:
+        states = counts(study)
+        done = states.get("COMPLETE", 0) + states.get("PRUNED", 0)
+        if done >= spec.trials:
+            return
+        if done + states.get("RUNNING", 0) >= spec.trials:  # the rest run elsewhere
+            time.sleep(POLL_S)
+            continue
         try:
             study.optimize(runner, n_trials=1, catch=TRIAL_FAILURES,
                            callbacks=[runner.summarize])  # fmt: skip
         except (KeyboardInterrupt, Interrupted) as error:
-            runner.requeue(study)
-            raise Interrupted(
-                f"sweep {spec.study_name} interrupted in trial {runner.number}; it is marked "
-                "failed and queued again (its run resumes from its checkpoint): repeat the "
-                "command to continue"
-            ) from error
-    return study
+            raise Interrupted(_interrupted(spec, runner, study)) from error
+        runner.check_failures()
+
+
+def _interrupted(spec: SweepSpec, runner: Any, study: Any) -> str:
+    number, queued = runner.number, runner.requeue(study)
+    if number is None:
+        return f"sweep {spec.study_name} interrupted between trials; repeat the command to go on"
+    what = ("marked failed and queued again (its run resumes from its checkpoint)" if queued
+            else "marked failed (it was retried too often to queue it again)")  # fmt: skip
+    return (f"sweep {spec.study_name} interrupted in trial {number}; it is {what}: repeat "
+            "the command to continue")  # fmt: skip

@@ -8,9 +8,11 @@ instead of starting over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,29 @@ from zoo.sweeps.spec import SweepSpec
 RUN_ATTR = "run"
 # a trial's own failure: the sweep goes on with the next (bad settings stop it)
 TRIAL_FAILURES = (RunError, PluginError)
+MAX_FAILURES_IN_A_ROW = 3
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Heartbeats and their retry are Optuna's experimental API: it works, say it once
+    here rather than on every call."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def retry() -> Any:
+    """Queue a failed trial again (a dead worker's, or Ctrl-C'd), with its run folder
+    (a user attribute) and the epochs it reported, so it resumes."""
+    import optuna
+
+    with quiet():
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(
+            max_retry=3, inherit_intermediate_values=True
+        )
 
 
 class TrialRunner:
@@ -28,12 +53,22 @@ class TrialRunner:
 
     def __init__(self, spec: SweepSpec, say: Callable[[str], None]) -> None:
         self.spec, self.say = spec, say
-        self.number: int | None = None
+        self.number: int | None = None  # the trial running now
+        self.failures = 0  # trials in a row that failed on their own
 
     def __call__(self, trial: Any) -> float:
+        self.number = trial.number
+        try:
+            value = self._run(trial)
+        except TRIAL_FAILURES:
+            self.failures += not trial.user_attrs.get("surplus")
+            raise
+        self.failures = 0
+        return value
+
+    def _run(self, trial: Any) -> float:
         import optuna
 
-        self.number = trial.number
         values = {spec.name: spec.suggest(trial) for spec in self.spec.params}
         self._refuse_surplus(trial)
         folder = self._resumable(trial.user_attrs.get(RUN_ATTR))
@@ -44,6 +79,8 @@ class TrialRunner:
         run_values = {**self.spec.fixed, **values, "out": str(self.spec.folder)}
         if folder is not None:
             run_values["resume"] = str(folder)
+        if "mlflow" in run_values.get("log", ()):  # the trials side by side in one experiment
+            run_values.setdefault("mlflow_experiment", self.spec.study_name)
         from zoo import api
 
         try:
@@ -86,20 +123,32 @@ class TrialRunner:
         best = ""
         if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
             best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})"
+        self.number = None
         why = f": {trial.user_attrs['error']}" if trial.user_attrs.get("error") else ""
         self.say(f"zoo: sweep {self.spec.study_name}: trial {trial.number} {state}{why}"
                  f"{value}{best}")  # fmt: skip
 
-    def requeue(self, study: Any) -> None:
-        """The interrupted trial (marked failed by Optuna) queued again, with its run
-        folder and the values it reported, so the next worker resumes it."""
-        from zoo.sweeps.study import retry
+    def check_failures(self) -> None:
+        """Trials that keep failing on their own stop the sweep, not run forever."""
+        if self.failures >= MAX_FAILURES_IN_A_ROW:
+            raise RunError(
+                f"sweep {self.spec.study_name}: {self.failures} trials in a row failed (see "
+                "above); fix the cause, then repeat the command to continue the study"
+            )
 
+    def requeue(self, study: Any) -> bool:
+        """The interrupted trial (marked failed by Optuna) queued again, with its run
+        folder and the values it reported, so the next worker resumes it; False if it
+        was not (retried too often already)."""
         if self.number is None:
-            return
-        failed = [t for t in study.get_trials(deepcopy=False) if t.number == self.number]
-        if failed and failed[0].state.name == "FAIL":
-            retry()(study, failed[0])
+            return False
+        trials = study.get_trials(deepcopy=False)
+        failed = [t for t in trials if t.number == self.number]
+        if not (failed and failed[0].state.name == "FAIL"):
+            return False
+        retry()(study, failed[0])
+        after = study.get_trials(deepcopy=False)
+        return any(t.state.name == "WAITING" and t.number > self.number for t in after)
 
 
 class PruningWatcher(RunObserver):
@@ -140,13 +189,16 @@ def epoch_value(epoch: Any, record: Mapping[str, Any], objective: str, samples: 
             return float(value)
     if samples <= 0:
         return None
+    import torch
+
     from zoo.engine.evaluator import evaluate
 
     run = epoch.run
     evidence = epoch.plugin.evidence(run.data.test.head(samples), device=epoch.device,
                                      batch_size=run.settings.eval_batch_size,
                                      train=run.data.train)  # fmt: skip
-    value = evaluate(evidence, [objective]).get(objective)
+    with torch.no_grad():
+        value = evaluate(evidence, [objective]).get(objective)
     return float(value) if isinstance(value, (int, float)) else None
 
 

@@ -20,7 +20,7 @@ from zoo.core import __version__
 from zoo.core.errors import ConfigError, one_line
 from zoo.core.observers import RunObserver, RunStart
 from zoo.core.runs import write_json
-from zoo.engine.tracking import Warner, flat_params, scalars
+from zoo.engine.tracking.common import Warner, flat_params, scalars
 
 RUN_FILE = "mlflow.json"  # which MLflow run this run folder logs to
 STATUS = {"finished": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
@@ -62,6 +62,7 @@ class MlflowTracker(RunObserver):
         self.client, self.uri, self.experiment_id = client, uri, experiment_id
         self.run_id: str | None = None
         self.logged: dict[str, int] = {}  # metric -> the last step it has, on resume
+        self.step = 0  # the last global step seen: the final evaluation's step
         self.warner = Warner("MLflow")
 
     @classmethod
@@ -98,9 +99,11 @@ class MlflowTracker(RunObserver):
         self._guarded(self._open_run, start)
 
     def losses_logged(self, step: int, losses: Mapping[str, float]) -> None:
+        self.step = step
         self._guarded(self._metrics, {f"train/{k}": v for k, v in losses.items()}, step)
 
     def epoch_ended(self, epoch: Any, record: Mapping[str, Any]) -> None:
+        self.step = int(record.get("step", self.step))
         values = {k: v for k, v in scalars(record).items() if k not in ("epoch", "step")}
         self._guarded(self._metrics, values, epoch.epoch)
         from zoo.reports.plots import epoch_picture
@@ -110,7 +113,9 @@ class MlflowTracker(RunObserver):
             self._guarded(self.client.log_artifact, self.run_id, str(picture), "epochs")
 
     def run_finished(self, path: Path, results: Mapping[str, Any]) -> None:
-        self._guarded(self._metrics, {f"eval/{k}": v for k, v in scalars(results).items()}, 0)
+        # at the last step: a run resumed for more epochs logs its new evaluation too
+        final = {f"eval/{k}": v for k, v in scalars(results).items()}
+        self._guarded(self._metrics, final, self.step)
         files = [path / name for name in ARTIFACTS] + sorted(path.glob("*.png"))
         for file in files:
             if file.is_file():
@@ -127,6 +132,7 @@ class MlflowTracker(RunObserver):
             self.run_id = previous
             self.client.update_run(previous, status="RUNNING")
             self.logged = self._last_steps(previous)
+            self.step = start.step
             self.client.set_tag(previous, "zoo.resumed_at_step", str(start.step))
             return
         tags = {

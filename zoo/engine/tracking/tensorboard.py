@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.core.observers import RunObserver, RunStart
-from zoo.engine.tracking import Warner, flat_params, scalars
+from zoo.engine.tracking.common import Warner, flat_params, scalars
 
 FOLDER = "tensorboard"
 
@@ -28,7 +28,9 @@ class TensorBoardTracker(RunObserver):
     def run_started(self, start: RunStart) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        folder = Path(self.folder) if self.folder else start.path / FOLDER
+        # under --log-dir, a sub-folder per run: TensorBoard shows them side by side, and
+        # one run's purge on resume cannot hide another's steps
+        folder = Path(self.folder) / start.path.name if self.folder else start.path / FOLDER
         # resuming: events a killed process logged after the checkpoint are hidden
         purge = start.step + 1 if start.step else None
         try:
