@@ -120,6 +120,8 @@ class TrialRunner:
         """One line per finished trial, with the best so far."""
         state = trial.state.name.lower()
         value = f" {self.spec.objective} {trial.value:.4g}" if trial.value is not None else ""
+        if trial.state.name == "PRUNED" and trial.intermediate_values:  # its last epoch's value
+            value = f" after epoch {trial.last_step} ({value.strip()})"
         best = ""
         if any(t.state.name == "COMPLETE" for t in study.get_trials(deepcopy=False)):
             best = f"; best {study.best_value:.4g} (trial {study.best_trial.number})"
@@ -181,12 +183,13 @@ class PruningWatcher(RunObserver):
 
 
 def epoch_value(epoch: Any, record: Mapping[str, Any], objective: str, samples: int):
-    """The objective after an epoch: from the epoch's record (``test_accuracy``) when
-    the plugin measures it there, else measured now on ``samples`` test images (0: not)."""
-    for key in (objective, f"test_{objective}"):
-        value = record.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+    """The objective on the test split after an epoch: from the epoch's record
+    (``test_accuracy``) when the plugin measures it there, else measured now on
+    ``samples`` test images (0: not). The record's own ``accuracy`` is the training
+    batches': never the objective."""
+    value = record.get(f"test_{objective}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
     if samples <= 0:
         return None
     import torch
