@@ -2,12 +2,16 @@
 
     .venv/bin/python benchmarks/precision.py [--plugin cnn --steps 300 --seeds 0,1]
     python benchmarks/precision.py --plugin gan --epochs 1 --seeds 0,1,2 --device cuda
+    .venv/bin/python benchmarks/precision.py --plugin gan --epochs 1 --seeds 0,1,2 \
+        --variants fp32,bf16,bf16-fp32=generator,bf16-fp32=discriminator
 
 Same seed, data order and step count for both precisions; every evaluation runs in
 fp32, so the difference comes from training. The cnn is judged by its test accuracy on
 all 10,000 test images; the gan by the Fréchet distance of 10,000 samples to the test
 images in the pinned evaluator's features (or those of ``--classifier RUN``), so that
-bf16's FD can be set against the fp32 seed-to-seed spread. Also records the training
+bf16's FD can be set against the fp32 seed-to-seed spread. ``--variants`` adds mixed
+settings: bf16 with some networks kept in fp32 (``--fp32-modules``), to find which
+network needs fp32. Also records the training
 images/s of each, which shows whether the hardware has fast bf16 at all. Writes
 benchmarks/results/NAME.json (default precision[_PLUGIN]).
 """
@@ -31,6 +35,13 @@ import zoo
 @click.option("--steps", type=int, help="Optimizer steps per run (default: 300 for the cnn).")
 @click.option("--epochs", type=int, help="Full epochs per run instead of --steps.")
 @click.option("--seeds", default="0,1", show_default=True)
+@click.option(
+    "--variants",
+    default="fp32,bf16",
+    show_default=True,
+    help="Comma-separated: fp32, bf16, or bf16 with networks kept in fp32, e.g. "
+    "bf16-fp32=generator (several: bf16-fp32=generator+discriminator).",
+)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--classifier", help="gan: judge in this cnn run's features, not the pinned ones.")
 @click.option("--out", default="runs/benchmarks", show_default=True)
@@ -40,6 +51,7 @@ def main(
     steps: int | None,
     epochs: int | None,
     seeds: str,
+    variants: str,
     device: str,
     classifier: str | None,
     out: str,
@@ -51,13 +63,14 @@ def main(
         steps = 300
     budget = {"max_steps": steps} if epochs is None else {"epochs": epochs, "max_steps": steps}
     rows = []
+    names = [v.strip() for v in variants.split(",") if v.strip()]
     for seed in (int(s) for s in seeds.split(",")):
-        for precision in ("fp32", "bf16"):
+        for precision in names:
             result = zoo.run(
                 plugin,
                 **budget,
+                **_variant(precision),
                 seed=seed,
-                precision=precision,
                 device=device,
                 out=out,
                 progress=False,
@@ -83,7 +96,7 @@ def main(
             min(r[metric] for r in rows if r["precision"] == p),
             max(r[metric] for r in rows if r["precision"] == p),
         ]
-        for p in ("fp32", "bf16")
+        for p in names
     }
     write_result(
         name or ("precision" if plugin == "cnn" else f"precision_{plugin}"),
@@ -103,6 +116,12 @@ def main(
     print(markdown_table(["seed", "precision", "steps", "images/s", metric], cells))
     for precision, (low, high) in spread.items():
         print(f"{precision}: {metric} from {low:.4f} to {high:.4f} across seeds")
+
+
+def _variant(name: str) -> dict:
+    """'bf16-fp32=generator+discriminator' -> bf16 with those networks in fp32."""
+    precision, _, kept = name.partition("-fp32=")
+    return {"precision": precision, "fp32_modules": tuple(filter(None, kept.split("+")))}
 
 
 if __name__ == "__main__":

@@ -338,3 +338,46 @@ def test_sample_output_must_be_an_image_file(gan_runs, tmp_path):
     assert_one_line_error(
         invoke("sample", str(gan_runs["gan"].path), "-o", str(folder)), 2, "is a directory"
     )
+
+
+def _gan_networks(**settings):
+    from zoo.api import prepare
+    from zoo.engine.trainer import setup_modules
+
+    prepared = prepare("gan", {"device": "cpu", **settings})
+    plugin = prepared.plugin(prepared.config)
+    return setup_modules(plugin, torch.device("cpu"), prepared.settings)
+
+
+@pytest.mark.parametrize(
+    ("kept", "generator_dtype", "discriminator_dtype"),
+    [((), torch.bfloat16, torch.bfloat16), (("generator",), torch.float32, torch.bfloat16),
+     (("discriminator",), torch.bfloat16, torch.float32)],
+)  # fmt: skip
+def test_fp32_modules_keep_the_named_networks_in_fp32_under_bf16(
+    kept, generator_dtype, discriminator_dtype
+):
+    networks = _gan_networks(precision="bf16", fp32_modules=kept)
+    latent = torch.randn(4, 62)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        images = networks["generator"](latent)
+        scores = networks["discriminator"](images)
+    assert images.dtype == generator_dtype
+    assert (scores[0] if isinstance(scores, tuple) else scores).dtype == discriminator_dtype
+    assert all(p.dtype == torch.float32 for p in networks.parameters())  # weights stay fp32
+
+
+def test_fp32_modules_is_a_no_op_in_fp32_and_names_unknown_networks():
+    networks = _gan_networks(precision="fp32", fp32_modules=("generator",))
+    assert "fp32_forward" not in repr(networks["generator"].forward)
+    with pytest.raises(zoo.ConfigError, match=r"--fp32-modules critic: .*generator, discriminator"):
+        _gan_networks(precision="bf16", fp32_modules=("critic",))
+
+
+def test_a_mixed_precision_gan_trains(tmp_path):
+    result = zoo.run("gan", precision="bf16", fp32_modules=("generator",), max_steps=2,
+                     train_size=32, batch_size=16, test_size=16, progress=False,
+                     out=str(tmp_path))  # fmt: skip
+    assert math.isfinite(result.metrics["g_loss"]) and result.metrics["step"] == 2
+    recorded = json.loads((result.path / "config.json").read_text())
+    assert recorded["settings"]["fp32_modules"] == ["generator"]

@@ -100,11 +100,11 @@ def test_two_workers_on_one_sqlite_storage_share_the_trials_without_running_one_
     assert all("training dense" in log for log in logs)  # both workers trained
 
 
-def test_a_trial_that_trails_the_median_is_pruned_and_its_run_kept_resumable(tmp_path):
+def _three_good_then_one_bad(tmp_path, epochs: int) -> list[str]:
     from zoo.sweeps.spec import build_spec
     from zoo.sweeps.study import open_study, run_sweep
 
-    fixed = {"epochs": 3, "train_size": 512, "test_size": 200, "progress": False,
+    fixed = {"epochs": epochs, "train_size": 512, "test_size": 200, "progress": False,
              "precision": "fp32", "device": "cpu", "out": str(tmp_path)}  # fmt: skip
     spec = build_spec("dense", trials=4, params=["lr=loguniform:1e-8:1e-2"],
                       objective="accuracy", direction="maximize", fixed=fixed)  # fmt: skip
@@ -112,7 +112,16 @@ def test_a_trial_that_trails_the_median_is_pruned_and_its_run_kept_resumable(tmp
     for lr in (1e-2, 1e-2, 1e-2, 1e-8):  # three that learn, then one that cannot
         study.enqueue_trial({"lr": lr})
     run_sweep(spec, say=lambda line: None)
-    states = [t.state.name for t in load_study(tmp_path).get_trials()]
+    return [t.state.name for t in load_study(tmp_path).get_trials()]
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(tmp_path):
+    """Stopping then would save nothing and lose the trial's final evaluation."""
+    assert _three_good_then_one_bad(tmp_path, epochs=1) == ["COMPLETE"] * 4
+
+
+def test_a_trial_that_trails_the_median_is_pruned_and_its_run_kept_resumable(tmp_path):
+    states = _three_good_then_one_bad(tmp_path, epochs=3)
     assert states == ["COMPLETE", "COMPLETE", "COMPLETE", "PRUNED"]
     pruned = load_study(tmp_path).get_trials()[3]
     assert list(pruned.intermediate_values) == [1]

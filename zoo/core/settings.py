@@ -32,6 +32,11 @@ class RunSettings:
         help="Autocast precision: fp32, bf16, or auto (bf16 where the hardware has it).",
         choices=PRECISIONS,
     )
+    fp32_modules: tuple[str, ...] = option(
+        (),
+        help="Under bf16, run these of the plugin's networks in fp32 (names as in its "
+        "checkpoint, e.g. generator): mixed precision where some layers need fp32.",
+    )
     channels_last: bool = option(
         False, help="Channels-last memory layout for conv networks (faster on some CPUs/GPUs)."
     )

@@ -53,6 +53,26 @@ def exact_fp32() -> Iterator[None]:
         backends.cudnn.allow_tf32, backends.cuda.matmul.allow_tf32 = saved
 
 
+def keep_fp32(module: torch.nn.Module, device: torch.device) -> None:
+    """Run ``module`` in fp32 inside a bf16 autocast region: autocast is switched off
+    for its forward and its floating inputs are cast up (a mixed-precision run whose
+    other networks still take bf16). Its weights and state_dict are unchanged."""
+    forward = module.forward
+
+    def fp32_forward(*args, **kwargs):
+        with torch.autocast(device_type=device.type, enabled=False):
+            args = tuple(_up(a) for a in args)
+            return forward(*args, **{k: _up(v) for k, v in kwargs.items()})
+
+    module.forward = fp32_forward
+
+
+def _up(value):
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.float()
+    return value
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast for bf16; a no-op context for fp32."""
     if precision == "bf16":

@@ -44,7 +44,7 @@ from zoo.core.runs import (
 )
 from zoo.core.settings import steps_per_epoch, zero_steps_message
 from zoo.engine import checkpoints, distributed
-from zoo.engine.devices import autocast, resolve_device, resolve_precision
+from zoo.engine.devices import autocast, keep_fp32, resolve_device, resolve_precision
 from zoo.engine.evaluator import evaluate, evaluate_with_inputs, save_results
 from zoo.engine.loss_window import LossWindow
 from zoo.engine.progress import StopRequest, duration, format_record, resume_command
@@ -95,12 +95,27 @@ def setup_modules(
         ) from None
     if settings is not None and settings.channels_last:
         modules = modules.to(memory_format=torch.channels_last)
+    if settings is not None and settings.fp32_modules:
+        _keep_fp32(plugin, modules, device, settings)
     if settings is not None and settings.compile:
         for module in modules.values():
             module.compile()  # in place: state_dict keys stay as they were
     plugin.modules = modules
     plugin.device = device
     return modules
+
+
+def _keep_fp32(plugin, modules: torch.nn.ModuleDict, device: torch.device, settings) -> None:
+    """--fp32-modules: those networks run in fp32 when the run trains in bf16."""
+    unknown = [name for name in settings.fp32_modules if name not in modules]
+    if unknown:
+        raise ConfigError(
+            f"--fp32-modules {unknown[0]}: plugin '{plugin.info.name}' has no such network "
+            f"(it has: {', '.join(modules)})"
+        )
+    if resolve_precision(settings.precision, device) == "bf16":
+        for name in settings.fp32_modules:
+            keep_fp32(modules[name], device)
 
 
 def hand_over(

@@ -175,7 +175,8 @@ class PruningWatcher(RunObserver):
         if epoch.epoch in self.reported:
             return  # reported before the trial was queued again
         self.trial.report(value, epoch.epoch)
-        if self.trial.should_prune():
+        last = epoch.epoch >= epoch.run.settings.epochs  # stopping now would save nothing
+        if not last and self.trial.should_prune():
             raise StopRun(
                 f"trial {self.trial.number} pruned after epoch {epoch.epoch} "
                 f"({self.spec.objective} {value:.4g})"
