@@ -352,7 +352,8 @@ def _gan_networks(**settings):
 @pytest.mark.parametrize(
     ("kept", "generator_dtype", "discriminator_dtype"),
     [((), torch.bfloat16, torch.bfloat16), (("generator",), torch.float32, torch.bfloat16),
-     (("discriminator",), torch.bfloat16, torch.float32)],
+     (("discriminator",), torch.bfloat16, torch.float32),
+     (("discriminator.fc.3",), torch.bfloat16, torch.float32)],  # its last layer: the logits
 )  # fmt: skip
 def test_fp32_modules_keep_the_named_networks_in_fp32_under_bf16(
     kept, generator_dtype, discriminator_dtype
@@ -372,6 +373,8 @@ def test_fp32_modules_is_a_no_op_in_fp32_and_names_unknown_networks():
     assert "fp32_forward" not in repr(networks["generator"].forward)
     with pytest.raises(zoo.ConfigError, match=r"--fp32-modules critic: .*generator, discriminator"):
         _gan_networks(precision="bf16", fp32_modules=("critic",))
+    with pytest.raises(zoo.ConfigError, match=r"--fp32-modules discriminator\.fc\.9: "):
+        _gan_networks(precision="bf16", fp32_modules=("discriminator.fc.9",))
 
 
 def test_a_mixed_precision_gan_trains(tmp_path):

@@ -106,16 +106,21 @@ def setup_modules(
 
 
 def _keep_fp32(plugin, modules: torch.nn.ModuleDict, device: torch.device, settings) -> None:
-    """--fp32-modules: those networks run in fp32 when the run trains in bf16."""
-    unknown = [name for name in settings.fp32_modules if name not in modules]
-    if unknown:
-        raise ConfigError(
-            f"--fp32-modules {unknown[0]}: plugin '{plugin.info.name}' has no such network "
-            f"(it has: {', '.join(modules)})"
-        )
+    """--fp32-modules: those networks (or layers of them, ``discriminator.fc.3``) run in
+    fp32 when the run trains in bf16."""
+    kept = []
+    for name in settings.fp32_modules:
+        try:
+            kept.append(modules.get_submodule(name))
+        except AttributeError:
+            raise ConfigError(
+                f"--fp32-modules {name}: plugin '{plugin.info.name}' has no such network or "
+                f"layer (its networks: {', '.join(modules)}; a layer: NETWORK.PATH as in "
+                "its checkpoint's keys)"
+            ) from None
     if resolve_precision(settings.precision, device) == "bf16":
-        for name in settings.fp32_modules:
-            keep_fp32(modules[name], device)
+        for module in kept:
+            keep_fp32(module, device)
 
 
 def hand_over(
