@@ -188,3 +188,26 @@ def test_auto_precision_picks_bf16_exactly_where_a_cpu_has_it(
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     assert resolve_precision("auto", torch.device("cpu")) == expected
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # explicit wins
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_the_gan_takes_bf16_with_fp32_logits_on_fast_cpus_only(monkeypatch, fast):
+    """Measured (RESULTS.md, issue 18): the plain gan keeps its FD in bf16 when its
+    discriminator's logit layer stays fp32, on a CPU; on CUDA and for the variants not
+    measured, auto stays fp32."""
+    from zoo import api
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: fast)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    gan = api.prepare("gan", {"device": "cpu"})
+    assert gan.settings.precision == "auto"
+    assert gan.settings.fp32_modules == ("discriminator.fc.3",)
+    assert gan.to_dict()["resolved"]["precision"] == ("bf16" if fast else "fp32")
+    for variant in ("cgan", "dragan", "wgan"):
+        assert api.prepare(variant, {"device": "cpu"}).to_dict()["resolved"]["precision"] == "fp32"
+    cuda = torch.device("cuda")
+    assert (
+        resolve_precision("auto", cuda, zoo.get_plugin("gan").auto_bf16_devices, fast=True)
+        == "fp32"
+    )
+    assert resolve_precision("auto", cuda, fast=True) == "bf16"  # the classifiers' policy

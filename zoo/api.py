@@ -74,7 +74,8 @@ class PreparedRun:
         if issubclass(self.plugin, TrainablePlugin):
             from zoo.engine.devices import resolved_choices
 
-            recorded["resolved"] = resolved_choices(self.settings.device, self.settings.precision)
+            recorded["resolved"] = resolved_choices(self.settings.device, self.settings.precision,
+                                                    self.plugin.auto_bf16_devices)  # fmt: skip
         return recorded
 
 

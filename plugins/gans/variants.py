@@ -26,6 +26,11 @@ def _losses():
 
 class GAN(GANPlugin):
     info = _info("gan", "GAN: the original minimax game, BCE losses", "Goodfellow et al. 2014")
+    # measured on an AMX CPU (docs/RESULTS.md, issue 18): bf16 with the discriminator's
+    # logit layer in fp32 keeps the FD inside fp32's seed spread at 1.6x the speed; on
+    # CUDA bf16 was no faster and widened the FD, so auto stays fp32 there
+    defaults = {**GANPlugin.defaults, "precision": "auto", "fp32_modules": ("discriminator.fc.3",)}
+    auto_bf16_devices = ("cpu",)
 
     def discriminator_loss(self, real, fake, labels, latent):
         bce = _losses().bce
@@ -44,6 +49,8 @@ class CGAN(GAN):
     )
     label_input = True
     label_channels = True
+    defaults = GANPlugin.defaults  # bf16 is measured for the plain gan only
+    auto_bf16_devices = GANPlugin.auto_bf16_devices
 
 
 class LSGAN(GANPlugin):
@@ -225,6 +232,8 @@ class DRAGAN(GAN):
     )
     Config = DRAGANConfig
     discriminator_batch_norm = False
+    defaults = GANPlugin.defaults  # bf16 is measured for the plain gan only
+    auto_bf16_devices = GANPlugin.auto_bf16_devices
 
     def discriminator_loss(self, real, fake, labels, latent):
         losses = _losses()

@@ -213,6 +213,10 @@ class TrainablePlugin(Plugin):
     modules: nn.ModuleDict  # set by the core from build(), on the run's device
     device: torch.device
     context: TrainingContext  # handed over by the trainer before configure_optimizers()
+    # the devices on which --precision auto may pick bf16 (where the hardware is fast at
+    # it): a plugin whose quality was measured to hold in bf16 on only some of them
+    # names those; together with --fp32-modules defaults for the layers that need fp32
+    auto_bf16_devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
 
     @property
     def plan(self) -> TrainPlan:

@@ -117,7 +117,7 @@ def bench(
     apply_threads(settings.threads)
     torch.manual_seed(settings.seed)
     device = resolve_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
+    precision = resolve_precision(settings.precision, device, plugin.auto_bf16_devices)
     needed = settings.batch_size * min(steps, 50)
     train = data.load(settings.data_dir).train.head(needed).to(device)
     if len(train) < settings.batch_size:

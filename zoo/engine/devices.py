@@ -27,17 +27,28 @@ def bf16_is_fast(device: torch.device) -> bool:
     return any(getattr(cpu, check, lambda: False)() for check in checks)
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if bf16_is_fast(device) else "fp32"
-    return name
+def resolve_precision(
+    name: str,
+    device: torch.device,
+    devices: tuple[str, ...] = ("cpu", "cuda"),
+    *,
+    fast: bool | None = None,
+) -> str:
+    """``auto``: bf16 where the hardware is fast at it (``fast``, default: measured
+    here) and the plugin allows it on this kind of device (``devices``); else fp32."""
+    if name != "auto":
+        return name
+    fast = bf16_is_fast(device) if fast is None else fast
+    return "bf16" if fast and device.type in devices else "fp32"
 
 
-def resolved_choices(device: str, precision: str) -> dict[str, str]:
+def resolved_choices(
+    device: str, precision: str, devices: tuple[str, ...] = ("cpu", "cuda")
+) -> dict[str, str]:
     """What ``auto`` becomes on this machine, for config.json: a run records the precision
     it trained in, not only the word it was asked with."""
     resolved = resolve_device(device)
-    return {"device": resolved.type, "precision": resolve_precision(precision, resolved)}
+    return {"device": resolved.type, "precision": resolve_precision(precision, resolved, devices)}
 
 
 @contextlib.contextmanager

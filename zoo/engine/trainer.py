@@ -118,7 +118,7 @@ def _keep_fp32(plugin, modules: torch.nn.ModuleDict, device: torch.device, setti
                 f"layer (its networks: {', '.join(modules)}; a layer: NETWORK.PATH as in "
                 "its checkpoint's keys)"
             ) from None
-    if resolve_precision(settings.precision, device) == "bf16":
+    if resolve_precision(settings.precision, device, plugin.auto_bf16_devices) == "bf16":
         for module in kept:
             keep_fp32(module, device)
 
@@ -246,7 +246,7 @@ class Trainer:
         apply_threads(settings.threads)
         torch.manual_seed(settings.seed)
         device = self.device = distributed.device_for(world, resolve_device(settings.device))
-        self.precision = resolve_precision(settings.precision, device)
+        self.precision = resolve_precision(settings.precision, device, plugin.auto_bf16_devices)
         self.train = run.data.train.to(device)
         per_epoch = steps_per_epoch(len(self.train), settings.batch_size, world.size)
         if per_epoch == 0:
