@@ -113,9 +113,11 @@ def test_only_rank_0_logs_to_the_trackers(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "runs"
+    options = tmp_path / "trackers.toml"  # torchrun's parser takes --log for its --log-dir
+    options.write_text('log = ["tensorboard", "mlflow"]\n')
     result = torchrun(
         "dense", "--epochs", "2", "--train-size", "1600", "--test-size", "100",
-        "--device", "cpu", "--no-progress", "--out", str(out), "--log", "tensorboard,mlflow",
+        "--device", "cpu", "--no-progress", "--out", str(out), "--config", str(options),
         cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

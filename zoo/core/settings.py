@@ -34,8 +34,8 @@ class RunSettings:
     )
     fp32_modules: tuple[str, ...] = option(
         (),
-        help="Under bf16, run these of the plugin's networks in fp32 (names as in its "
-        "checkpoint, e.g. generator): mixed precision where some layers need fp32.",
+        help="Under bf16, run these of the plugin's networks, or layers of them, in fp32 "
+        "(names as in its checkpoint: generator, discriminator.fc.3): mixed precision.",
     )
     channels_last: bool = option(
         False, help="Channels-last memory layout for conv networks (faster on some CPUs/GPUs)."
