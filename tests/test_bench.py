@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ from safetensors.torch import load_file
 import zoo
 from tests.test_cli import assert_one_line_error, invoke
 from zoo.engine.devices import bf16_is_fast, resolve_precision
-from zoo.engine.trainer import setup_modules
+from zoo.engine.trainer import setup_modules, step_marker
 
 QUICK = ("--steps", "3", "--windows", "3", "--warmup", "1")
 
@@ -160,6 +161,95 @@ def test_compile_changes_the_speed_not_the_result(tmp_path):
     assert all(getattr(m, "_compiled_call_impl", None) for m in modules.values())  # compiled
     for key, value in plain.items():
         assert torch.allclose(value, compiled[key], atol=1e-5), key
+
+
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+
+@pytest.mark.parametrize(
+    ("plugin", "device"), [("dense", "cpu"), pytest.param("gan", "cuda", marks=NEEDS_CUDA)]
+)
+def test_reduce_overhead_compile_trains_as_eager(tmp_path, monkeypatch, plugin, device):
+    """On CUDA reduce-overhead replays each network as a CUDA graph (elsewhere: inductor
+    alone). A replay that read a stale batch, or an output a later replay overwrote,
+    would move the weights elsewhere; a graph torch skipped fails the run here."""
+    from torch._dynamo.utils import counters
+    from torch._inductor import config as inductor_config
+    from torch._inductor import cudagraph_trees
+
+    monkeypatch.setattr(inductor_config.triton, "cudagraph_or_error", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
+    replays, replay = [], cudagraph_trees.CUDAGraphNode.run
+    monkeypatch.setattr(cudagraph_trees.CUDAGraphNode, "run",
+                        lambda node, inputs: replays.append(1) or replay(node, inputs))  # fmt: skip
+    steps = {"max_steps": 6, "train_size": 384} if device == "cuda" else {}  # 4 replayed
+    train = functools.partial(zoo.run, plugin, device=device, out=str(tmp_path),
+                              **{**SMALL, **steps})  # fmt: skip
+    eager = _weights(train())
+    counters.clear()
+    graphs = train(compile=True, compile_mode="reduce-overhead")
+    recorded = json.loads((graphs.path / "config.json").read_text())["settings"]
+    assert recorded["compile_mode"] == "reduce-overhead"
+    graphs = _weights(graphs)
+    assert eager.keys() == graphs.keys()
+    if device == "cpu":  # inductor's kernels, as plain --compile
+        for key, value in eager.items():
+            assert torch.allclose(value, graphs[key], atol=1e-5), key
+        return
+    assert counters["inductor"]["cudagraph_skips"] == 0 and replays, "no CUDA graph replayed"
+    inductor_only = _weights(train(compile=True))  # the same kernels, launched one by one
+    for key, value in inductor_only.items():
+        assert torch.allclose(value, graphs[key], atol=1e-6), key
+    # against eager, Adam's first steps (+-lr) flip where rounding flips a gradient's sign
+    far = sum(int((~torch.isclose(value, graphs[key], rtol=0, atol=1e-4)).sum())
+              for key, value in eager.items())  # fmt: skip
+    assert far <= 1e-3 * sum(value.numel() for value in eager.values())
+
+
+def test_cuda_graph_modes_mark_each_step_on_cuda_only():
+    graphs = zoo.api.prepare("gan", {"compile": True, "compile_mode": "reduce-overhead"}).settings
+    assert step_marker(torch.device("cuda"), graphs) is torch.compiler.cudagraph_mark_step_begin
+    assert step_marker(torch.device("cpu"), graphs) is None
+    no_graphs = {"compile": True, "compile_mode": "max-autotune-no-cudagraphs"}
+    for values in ({"compile": True}, no_graphs):
+        assert step_marker(torch.device("cuda"), zoo.api.prepare("gan", values).settings) is None
+
+
+def test_compile_mode_without_compile_is_one_line(tmp_path):
+    result = invoke("run", "dense", "--compile-mode", "reduce-overhead", "--out", str(tmp_path))
+    assert_one_line_error(result, 2, "--compile-mode reduce-overhead", "add --compile")
+    assert not any(tmp_path.iterdir())
+    bench = invoke("bench", "dense", "--compile-mode", "reduce-overhead", *QUICK)
+    assert_one_line_error(bench, 2, "add --compile")
+
+
+@pytest.mark.parametrize("plugin", ["wgan_gp", "dragan"])
+def test_gradient_penalty_gans_refuse_compile_in_one_line(tmp_path, plugin):
+    result = invoke("run", plugin, "--compile", "--out", str(tmp_path))
+    assert_one_line_error(result, 2, f"plugin '{plugin}' cannot be compiled", "double backward")
+    assert not any(tmp_path.iterdir())
+
+
+def test_torch_compile_still_lacks_the_penalty_s_double_backward():
+    """Why wgan_gp and dragan refuse --compile; once torch can, this fails: lift it."""
+    critic = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    critic.compile()
+    points = torch.randn(3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"double backward|create_graph=False"):
+        (gradient,) = torch.autograd.grad(critic(points).sum(), points, create_graph=True)
+        gradient.norm().backward()
+
+
+def test_bench_gives_the_compile_mode_to_its_compiled_rows(tmp_path):
+    output = tmp_path / "bench.json"
+    result = invoke("bench", "dense", "--compile", "no,yes", "--compile-mode", "reduce-overhead",
+                    "-o", str(output), *QUICK)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(output.read_text())["results"]
+    modes = [(r["compiled"], r["compile_mode"]) for r in rows]
+    assert modes == [(False, None), (True, "reduce-overhead")]
+    table = result.stdout.splitlines()
+    assert "no [cli]" in table[1] and "reduce-overhead [cli]" in table[2]
 
 
 def test_threads_setting_is_applied(tmp_path):

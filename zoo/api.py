@@ -103,7 +103,22 @@ def prepare(
     )
     if issubclass(plugin, TrainablePlugin):
         _check_steps(prepared.settings)
+    _check_compile(prepared, label)
     return prepared
+
+
+def _check_compile(prepared: PreparedRun, label: Callable[[str], str]) -> None:
+    settings, plugin = prepared.settings, prepared.plugin
+    if settings.compile and getattr(plugin, "cannot_compile", None):
+        flag = label("compile")
+        raise ConfigError(f"{flag}: plugin '{plugin.info.name}' cannot be compiled: "
+                          f"{plugin.cannot_compile}; train it without {flag}")  # fmt: skip
+    explicit_mode = "compile_mode" in prepared.explicit and settings.compile_mode != "default"
+    if explicit_mode and not settings.compile:
+        raise ConfigError(
+            f"{label('compile_mode')} {settings.compile_mode} is how the networks are "
+            f"compiled: add {label('compile')}"
+        )
 
 
 def _check_steps(settings: RunSettings) -> None:
@@ -578,8 +593,10 @@ def bench(
                if k in values}  # fmt: skip
     results = []
     for combination in itertools.product(*axes.values()):
-        prepared = prepare(name, {**dict(zip(axes, combination, strict=True)), **values},
-                           label=label)  # fmt: skip
+        row = {**dict(zip(axes, combination, strict=True)), **values}
+        if row.get("compile") is False:  # --compile no,yes --compile-mode M: M for yes
+            row.pop("compile_mode", None)
+        prepared = prepare(name, row, label=label)
         result = bench_plugin(prepared.plugin(prepared.config), prepared.settings,
                               sources=sources, **options)  # fmt: skip
         results.append(result)

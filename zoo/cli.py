@@ -14,7 +14,7 @@ from zoo import api
 from zoo.core.config import FieldSpec, field_specs, flag, read_toml
 from zoo.core.errors import ConfigError, RunError, ZooError
 from zoo.core.registry import Registry, check_task, use_registry
-from zoo.core.settings import RunSettings
+from zoo.core.settings import COMPILE_MODES, RunSettings
 
 
 class _ZooGroup(click.Group):
@@ -480,6 +480,11 @@ def compare(run_dirs: tuple[str, ...], out: str, sort: str | None) -> None:
     "--layout", help="contiguous and/or channels-last, comma-separated (default: the plugin's)."
 )
 @click.option("--compile", "compile_", help="no and/or yes (default: the plugin's).")
+@click.option(
+    "--compile-mode",
+    type=click.Choice(COMPILE_MODES),
+    help="torch.compile's mode for the compiled rows (reduce-overhead: CUDA graphs on CUDA).",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (default: one per core).")
 @click.option("--device", default="auto", type=click.Choice(["cpu", "cuda", "auto"]))
 @click.option("--steps", default=20, show_default=True, type=_POSITIVE, help="Steps per window.")
@@ -500,6 +505,7 @@ def bench(
     precision: str | None,
     layout: str | None,
     compile_: str | None,
+    compile_mode: str | None,
     threads: int | None,
     device: str,
     steps: int,
@@ -526,7 +532,8 @@ def bench(
         if not as_json:
             click.echo(f"measured: {result.images_per_s:.0f} img/s", err=True)
 
-    results = api.bench(name, **axes, threads=threads, device=device, steps=steps,
+    mode = {"compile_mode": compile_mode} if compile_mode else {}  # one mode a bench
+    results = api.bench(name, **axes, **mode, threads=threads, device=device, steps=steps,
                         windows=windows, warmup=warmup, profile_rows=profile_rows,
                         given_by="cli", label=flag, on_result=measured)  # fmt: skip
     payload = [r.to_dict() for r in results]

@@ -199,6 +199,12 @@ class WGANGPConfig(GANConfig):
     n_critic: int = option(5, help="Critic updates per generator update.", min=1, max=1000)
 
 
+PENALTY_CANNOT_COMPILE = (
+    "its gradient penalty backpropagates through the critic's gradients (a double "
+    "backward), which torch.compile does not support"
+)
+
+
 class WGAN_GP(WGAN):  # the paper's spelling
     info = _info(
         "wgan_gp",
@@ -207,6 +213,7 @@ class WGAN_GP(WGAN):  # the paper's spelling
     )
     Config = WGANGPConfig
     discriminator_batch_norm = False  # the penalty is per sample; batch norm would mix them
+    cannot_compile = PENALTY_CANNOT_COMPILE
 
     def discriminator_loss(self, real, fake, labels, latent):
         losses = _losses()
@@ -232,6 +239,7 @@ class DRAGAN(GAN):
     )
     Config = DRAGANConfig
     discriminator_batch_norm = False
+    cannot_compile = PENALTY_CANNOT_COMPILE
     defaults = GANPlugin.defaults  # bf16 is measured for the plain gan only
     auto_bf16_devices = GANPlugin.auto_bf16_devices
 

@@ -217,6 +217,9 @@ class TrainablePlugin(Plugin):
     # it): a plugin whose quality was measured to hold in bf16 on only some of them
     # names those; together with --fp32-modules defaults for the layers that need fp32
     auto_bf16_devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    # why --compile cannot train this plugin, said to the user before any work (None: it
+    # can); e.g. a gradient penalty's double backward, which torch.compile lacks
+    cannot_compile: ClassVar[str | None] = None
 
     @property
     def plan(self) -> TrainPlan:

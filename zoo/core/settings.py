@@ -14,6 +14,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "auto")
 NONFINITE_POLICIES = ("stop", "skip")
 TRACKERS = ("tensorboard", "mlflow")  # zoo.engine.tracking, each an optional extra
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = frozenset({"reduce-overhead", "max-autotune"})  # they replay CUDA graphs
 
 
 @attrs.frozen
@@ -42,6 +44,13 @@ class RunSettings:
     )
     compile: bool = option(
         False, help="torch.compile the networks (slow first steps, then faster on some hardware)."
+    )
+    compile_mode: str = option(
+        "default",
+        help="torch.compile's mode, with --compile: reduce-overhead replays each network as a "
+        "CUDA graph on CUDA (one launch instead of dozens: small networks are launch-bound "
+        "there); max-autotune also tunes kernels (minutes of compiling).",
+        choices=COMPILE_MODES,
     )
     threads: int | None = option(
         None,
@@ -112,6 +121,7 @@ RESUMABLE_CHANGES = frozenset(
         "progress",
         "threads",
         "compile",
+        "compile_mode",
         "channels_last",
         "test_size",
         "resume",

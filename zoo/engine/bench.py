@@ -46,6 +46,7 @@ class BenchResult:
     peak_gflops: float  # matrix-product peak, same device and precision
     fraction_of_peak: float
     top_ops: list[dict[str, Any]] = attrs.field(factory=list)  # with --profile
+    compile_mode: str | None = None  # torch.compile's mode where compiled
     # where batch_size, precision, channels_last and compile came from: "plugin" (the
     # plugin's run settings, what `zoo run` uses), "cli" or "call" (zoo.bench)
     sources: dict[str, str] = attrs.field(factory=dict)
@@ -141,6 +142,7 @@ def bench(
         batch_size=settings.batch_size,
         channels_last=settings.channels_last,
         compiled=settings.compile,
+        compile_mode=settings.compile_mode if settings.compile else None,
         threads=torch.get_num_threads(),
         steps_per_window=steps,
         window_images_per_s=[round(r, 1) for r in rates],
@@ -159,10 +161,11 @@ def bench(
 def _training_step(plugin: TrainablePlugin, settings: Any, train, precision: str, total: int):
     """One training step of ``plugin`` as the trainer takes it (modules, optimizers,
     layout, autocast), as a function that draws the next batch of ``train`` each call."""
-    from zoo.engine.trainer import channels_last_batch, hand_over, setup_modules
+    from zoo.engine.trainer import channels_last_batch, hand_over, setup_modules, step_marker
 
     device = train.images.device
     setup_modules(plugin, device, settings)
+    mark_step = step_marker(device, settings)
     context = hand_over(plugin, TrainPlan(1, total, total))
     plugin.modules.train()
     batches = _endless_batches(train, settings.batch_size, plugin.pixel_range)
@@ -171,6 +174,8 @@ def _training_step(plugin: TrainablePlugin, settings: Any, train, precision: str
         batch = next(batches)
         if settings.channels_last:
             batch = channels_last_batch(batch)
+        if mark_step is not None:
+            mark_step()
         with autocast(device, precision):
             losses = plugin.train_step(batch)
         context.global_step += 1
@@ -246,13 +251,22 @@ def format_profile(result: BenchResult) -> str:
     lines = [
         f"where {result.plugin}'s step goes ({result.precision}, batch {result.batch_size}, "
         f"{'channels-last' if result.channels_last else 'contiguous'}"
-        f"{', compiled' if result.compiled else ''}): self time per step",
+        f"{', compiled' if result.compiled else ''}"
+        f"{f' ({result.compile_mode})' if _compile_text(result) not in ('no', 'yes') else ''}"
+        "): self time per step",
         f"  {'SHARE':>6}  {'MS/STEP':>8}  {'CALLS':>6}  OP",
     ]
     for op in result.top_ops:
         share, ms, calls = op["share"], op["ms_per_step"], op["calls_per_step"]
         lines.append(f"  {share:6.1%}  {ms:8.2f}  {calls:6.1f}  {op['op']}")
     return "\n".join(lines)
+
+
+def _compile_text(result: BenchResult) -> str:
+    """no, yes (torch.compile's default mode) or the mode: reduce-overhead..."""
+    if not result.compiled:
+        return "no"
+    return "yes" if result.compile_mode in (None, "default") else result.compile_mode
 
 
 def _marked(result: BenchResult, setting: str, text: str) -> str:
@@ -273,7 +287,7 @@ def format_table(results: list[BenchResult]) -> str:
             _marked(r, "precision", r.precision),
             _marked(r, "batch_size", str(r.batch_size)),
             _marked(r, "channels_last", "channels-last" if r.channels_last else "contiguous"),
-            _marked(r, "compile", "yes" if r.compiled else "no"),
+            _marked(r, "compile", _compile_text(r)),
             str(r.threads),
             f"{r.images_per_s:.0f}",
             f"{r.ms_per_step:.1f}",

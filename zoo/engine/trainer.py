@@ -10,7 +10,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -42,7 +42,7 @@ from zoo.core.runs import (
     truncate_jsonl,
     write_json,
 )
-from zoo.core.settings import steps_per_epoch, zero_steps_message
+from zoo.core.settings import CUDA_GRAPH_MODES, steps_per_epoch, zero_steps_message
 from zoo.engine import checkpoints, distributed
 from zoo.engine.devices import autocast, keep_fp32, resolve_device, resolve_precision
 from zoo.engine.evaluator import evaluate, evaluate_with_inputs, save_results
@@ -98,11 +98,23 @@ def setup_modules(
     if settings is not None and settings.fp32_modules:
         _keep_fp32(plugin, modules, device, settings)
     if settings is not None and settings.compile:
+        mode = None if settings.compile_mode == "default" else settings.compile_mode
+        # CUDA graphs: one static graph per batch size (the last batch, the grid, FD)
+        dynamic = False if mode in CUDA_GRAPH_MODES else None
         for module in modules.values():
-            module.compile()  # in place: state_dict keys stay as they were
+            module.compile(mode=mode, dynamic=dynamic)  # in place: state_dict keys unchanged
     plugin.modules = modules
     plugin.device = device
     return modules
+
+
+def step_marker(device: torch.device, settings: Any) -> Callable[[], None] | None:
+    """What to call before each training step where compiled networks replay CUDA graphs:
+    it tells torch the last step's graph outputs are no longer read, so the next replay
+    may overwrite them (else each step records new graphs). None elsewhere."""
+    if device.type == "cuda" and settings.compile and settings.compile_mode in CUDA_GRAPH_MODES:
+        return torch.compiler.cudagraph_mark_step_begin
+    return None
 
 
 def _keep_fp32(plugin, modules: torch.nn.ModuleDict, device: torch.device, settings) -> None:
@@ -259,6 +271,7 @@ class Trainer:
             self.stop_at = min(self.stop_at, settings.max_steps)
         with self._plugin_code("build"):
             modules = self.modules = setup_modules(plugin, device, settings)
+        self._mark_step = step_marker(device, settings)
         _check_batch_norm(modules, settings.batch_size, len(self.train))
         with self._plugin_code("configure_optimizers"):
             skip = settings.on_nonfinite == "skip"
@@ -462,6 +475,8 @@ class Trainer:
         self.context.global_step = position.step
         if self.settings.channels_last:
             batch = channels_last_batch(batch)
+        if self._mark_step is not None:
+            self._mark_step()
         try:  # no context manager per step: this is the hot path
             with autocast(self.device, self.precision):
                 losses = plugin.train_step(batch)
@@ -474,6 +489,12 @@ class Trainer:
         self._bar.update(1)
         if position.step % LOG_EVERY == 0 or position.step == plugin.plan.total_steps:
             self._log(windows)
+
+    def _begin_other_work(self) -> None:
+        """Sampling and evaluation after the steps: a new CUDA-graph iteration, so their
+        graphs do not hang off the last training step's."""
+        if self._mark_step is not None:
+            self._mark_step()
 
     def _log(self, windows: _LossWindows, *, partial: bool = False) -> None:
         """One losses.jsonl line; a partial one (a --max-steps stop between two lines) is
@@ -502,6 +523,7 @@ class Trainer:
             if windows.epoch.skipped:
                 self._say(f"zoo: warning: epoch {epoch} skipped {windows.epoch.skipped} "
                           "update(s) with a non-finite loss or gradient")  # fmt: skip
+        self._begin_other_work()
         self.modules.eval()
         extra = {}
         if self.world.is_main:  # the other ranks take its state just below
@@ -557,6 +579,7 @@ class Trainer:
         plugin, run, world = self.plugin, self.run, self.world
         if world.active:
             self._check_replicas(self.modules)
+        self._begin_other_work()
         if world.is_main:
             with torch.no_grad(), self._plugin_code("end_of_training"):
                 plugin.end_of_training(self._context(int(record.get("epoch", 0))))

@@ -258,7 +258,9 @@ class GenerativeEvidence:
                 batch_labels = labels[start : start + count].to(latent.device)
             with torch.no_grad():
                 images = self.plugin.generate(latent, batch_labels)
-            yield self._to_judge_range(images.float())
+            judged = self._to_judge_range(images.float())
+            del images  # freed first: under CUDA graphs the next batch replays, not records
+            yield judged
 
     @functools.cached_property
     def fake(self) -> tuple[torch.Tensor, torch.Tensor]:
