@@ -15,7 +15,8 @@ class in six requested colours (colorizer/requested_colors.png).
 re-run with the same command resumes each row's newest checkpoint there (``--resume
 auto``), so a budget of hours (the paper's 20,000 iterations) can span several sittings;
 Ctrl-C checkpoints the running row. The table also gives the colour accuracy per
-class, and each row's loss curve is copied beside its sheet (NAME/<row>_loss.png).
+class, each row's loss curve is copied beside its sheet (NAME/<row>_loss.png), and
+NAME/test_curves.png draws every trained row's test L1 and PSNR after each epoch.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main(
         result = _train_row(row, options, epochs, max_steps, test_size, out)
         wall = time.perf_counter() - started
         history = result.history
+        train_s = sum(r["seconds"] for r in history)
         metrics = zoo.evaluate(result.path)
         last_sheet = sorted((result.path / "samples").glob("epoch_*.png"))[-1]
         shutil.copyfile(last_sheet, sheets / f"{row}.png")
@@ -121,14 +123,18 @@ def main(
                 "options": options,
                 "epochs": len(history),
                 "steps": history[-1]["step"],
-                "seconds_per_epoch": round(sum(r["seconds"] for r in history) / len(history), 1),
+                # per whole epoch's steps: a --max-steps budget ends inside an epoch
+                "seconds_per_epoch": round(train_s * history[0]["step"] / history[-1]["step"], 1),
                 "images_per_s": history[-1]["images_per_s"],
                 "wall_s_this_sitting": round(wall, 1),
-                "train_s": round(sum(r["seconds"] for r in history), 1),
+                "train_s": round(train_s, 1),
                 **metrics,
             }
         )
     write_result(result_name, {"command": " ".join(sys.argv), "rows": rows})
+    trained = [r for r in rows if r["run"]]
+    if trained:
+        _test_curves(trained, sheets / "test_curves.png")
     cells = [
         [
             r["row"],
@@ -160,6 +166,26 @@ def _train_row(row: str, options: dict, epochs: int, max_steps, test_size, out: 
     if last.get("epoch", 0) >= epochs or last.get("step", 0) >= (max_steps or float("inf")):
         return zoo.RunResult(runs[-1], last)  # done in an earlier sitting
     return zoo.run("colorizer", resume="auto", out=str(folder), progress=False, **budget)
+
+
+def _test_curves(rows: list[dict], path: Path) -> None:
+    """Each trained row's per-epoch test L1 and PSNR against the step: does one catch up?"""
+    from zoo.reports.plots import pyplot, save_figure
+
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for row in rows:
+        history = zoo.RunResult(Path(row["run"]), {}).history
+        steps = [record["step"] for record in history]
+        for ax, key in zip(axes, ("test_l1", "test_psnr"), strict=True):
+            ax.plot(steps, [record[key] for record in history], marker=".", label=row["row"])
+    for ax, label in zip(axes, ("test L1 (lower is better)", "test PSNR dB"), strict=True):
+        ax.set_xlabel("step")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    save_figure(fig, path)
+    plt.close(fig)
 
 
 def _per_class_table(rows: list[dict]) -> str:
