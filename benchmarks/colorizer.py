@@ -30,7 +30,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, markdown_table, write_result
+from common import RESULTS, budget_reached, markdown_table, write_result
 
 import zoo
 
@@ -162,9 +162,8 @@ def _train_row(row: str, options: dict, epochs: int, max_steps, test_size, out: 
     if not runs:
         return zoo.run("colorizer", out=str(folder), progress=False, **budget, **options)
     history = read_run(runs[-1]).history
-    last = history[-1] if history else {}
-    if last.get("epoch", 0) >= epochs or last.get("step", 0) >= (max_steps or float("inf")):
-        return zoo.RunResult(runs[-1], last)  # done in an earlier sitting
+    if budget_reached(history, epochs, max_steps):
+        return zoo.RunResult(runs[-1], history[-1])  # done in an earlier sitting
     return zoo.run("colorizer", resume="auto", out=str(folder), progress=False, **budget)
 
 

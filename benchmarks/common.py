@@ -46,3 +46,10 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def budget_reached(history: list[dict[str, Any]], epochs: int, max_steps: int | None) -> bool:
+    """Whether a run's metrics history already covers --epochs or --max-steps: resuming it
+    would have nothing left to train (zoo refuses that), so a re-run skips it."""
+    last = history[-1] if history else {}
+    return last.get("epoch", 0) >= epochs or last.get("step", 0) >= (max_steps or float("inf"))

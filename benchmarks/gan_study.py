@@ -32,9 +32,10 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, markdown_table, write_result
+from common import RESULTS, budget_reached, markdown_table, write_result
 
 import zoo
+from zoo.core.runs import read_jsonl
 
 VARIANTS = ("gan", "cgan", "infogan", "acgan", "ebgan", "began", "wgan", "wgan_gp", "dragan",
             "lsgan")  # fmt: skip
@@ -92,7 +93,7 @@ def worker(variant: str, out: str, epochs: int, max_steps: int | None, device: s
     if compile_mode and zoo.get_plugin(variant).cannot_compile:  # wgan_gp, dragan: eager
         compile_mode = None
     run = newest_run(Path(out) / variant, variant)
-    if run is not None and _finished(run, epochs, max_steps):  # nothing left to train
+    if run is not None and budget_reached(zoo.RunResult(run, {}).history, epochs, max_steps):
         _evaluate(run, device, test_size)
         print(json.dumps({"variant": variant, "run": str(run), "earlier": True}))
         return
@@ -101,13 +102,18 @@ def worker(variant: str, out: str, epochs: int, max_steps: int | None, device: s
               "resume": str(run) if run else None, "train_size": train_size,
               "test_size": test_size, "compile": bool(compile_mode) or None,
               "compile_mode": compile_mode}  # fmt: skip
+    frechet = EpochFrechet(fd_images, stop_at)
     try:
-        result = zoo.run(variant, observers=[EpochFrechet(fd_images, stop_at)],
+        result = zoo.run(variant, observers=[frechet],
                          **{k: v for k, v in values.items() if v is not None})  # fmt: skip
     except zoo.StopRun as stop:
-        run = newest_run(Path(out) / variant, variant)
+        run = frechet.path.parent  # the run it stopped
         _evaluate(run, device, test_size)
-        print(json.dumps({"variant": variant, "run": str(run), "stopped": str(stop)}))
+        print(
+            json.dumps(
+                {"variant": variant, "run": str(run), "stopped": str(stop), **_compile_counts()}
+            )
+        )
         sys.exit(STOPPED)
     print(json.dumps({"variant": variant, "run": str(result.path), **_compile_counts()}))
 
@@ -126,12 +132,6 @@ def newest_run(folder: Path, variant: str) -> Path | None:
     runs = sorted(p.parent for p in folder.glob(f"{variant}-*/state.safetensors")
                   if not (p.parent / "failed.json").exists())  # fmt: skip
     return runs[-1] if runs else None
-
-
-def _finished(run: Path, epochs: int, max_steps: int | None) -> bool:
-    history = zoo.api.RunResult(run, {}).history
-    last = history[-1] if history else {}
-    return last.get("epoch", 0) >= epochs or last.get("step", 0) >= (max_steps or float("inf"))
 
 
 def _evaluate(run: Path, device: str, test_size: int | None) -> None:
@@ -243,10 +243,9 @@ def _gather(variant: str, out: str, name: str, end: str) -> dict:
     run, row = runs[-1], {"variant": variant, "run": str(runs[-1]), "end": end}
     try:
         results = _read_json(run / "eval.json")
-        history = zoo.api.RunResult(run, {}).history
-        fd_file = run / FD_FILE  # absent when a dry run stops inside its first epoch
-        lines = fd_file.read_text().splitlines() if fd_file.exists() else []
-        by_epoch = {e["epoch"]: e for e in map(json.loads, filter(None, lines))}  # redone
+        history = zoo.RunResult(run, {}).history
+        # none when a dry run stops inside its first epoch; the last of a redone epoch
+        by_epoch = {e["epoch"]: e for e in read_jsonl(run / FD_FILE)}
         _copy_pictures(run, variant, RESULTS / name)
     except (OSError, ValueError, zoo.ZooError) as error:
         return {**row, "epochs": 0, "epoch_fd": [], "error": str(error)}
@@ -267,10 +266,8 @@ def _copy_pictures(run: Path, variant: str, pictures: Path) -> None:
         shutil.copyfile(grid, pictures / f"{variant}_{grid.name}")
     if (run / "loss.png").exists():
         shutil.copyfile(run / "loss.png", pictures / f"{variant}_loss.png")
-    elif (run / "losses.jsonl").exists():
-        records = [json.loads(line) for line in (run / "losses.jsonl").read_text().splitlines()
-                   if line]  # fmt: skip
-        plot_losses(records, pictures / f"{variant}_loss.png", variant)
+    else:  # nothing is drawn without records
+        plot_losses(read_jsonl(run / "losses.jsonl"), pictures / f"{variant}_loss.png", variant)
 
 
 def _fd_curves(rows: list[dict], path: Path) -> None:

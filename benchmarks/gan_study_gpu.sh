@@ -38,14 +38,7 @@ WORK=${WORK:-/tmp/zoo-$NAME}
 [ "${RESUME:-}" = 1 ] || rm -rf "$WORK"
 mkdir -p "$OUT" "$WORK"
 if [ "$NAME" = gan_study ]; then
-    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$WORK/install.log" 2>&1 \
-        || {  # no build backend there: put the source on the path instead
-            echo "pip install failed (see install.log); using PYTHONPATH"
-            mkdir -p "$WORK/src" && ln -sfn "$PWD/zoo" "$WORK/src/zoo" \
-                && ln -sfn "$PWD/registry.toml" "$WORK/src/registry.toml" \
-                && ln -sfn "$PWD/plugins" "$WORK/src/zoo_plugins"
-            export PYTHONPATH=$WORK/src
-        }
+    source benchmarks/gpu_setup.sh && install_zoo "$PY" "$WORK"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"

@@ -26,13 +26,7 @@ if [ "${1:-}" = quick ]; then
 else
     PY=${PY:-python3}; DEV=cuda; STEPS="--steps 50 --windows 5 --warmup 10"
     SIZES=64,512; TRAIN=""; EPOCHS=(2 1 3); SAMPLES=""
-    "$PY" -m pip install -q --no-deps --no-build-isolation --no-index -e . >"$WORK/install.log" 2>&1 \
-        || {  # no build backend there: put the source on the path instead
-            echo "pip install failed (see install.log); using PYTHONPATH"
-            mkdir -p "$WORK/src" && ln -s "$PWD/zoo" "$PWD/registry.toml" "$WORK/src/" \
-                && ln -s "$PWD/plugins" "$WORK/src/zoo_plugins"
-            export PYTHONPATH=$WORK/src
-        }
+    source benchmarks/gpu_setup.sh && install_zoo "$PY" "$WORK"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 fi
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),

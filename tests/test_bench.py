@@ -241,15 +241,18 @@ def test_torch_compile_still_lacks_the_penalty_s_double_backward():
 
 
 def test_bench_gives_the_compile_mode_to_its_compiled_rows(tmp_path):
+    """Both precisions, whatever this CPU's auto would pick (bf16 compiles other kernels)."""
     output = tmp_path / "bench.json"
-    result = invoke("bench", "dense", "--compile", "no,yes", "--compile-mode", "reduce-overhead",
-                    "-o", str(output), *QUICK)  # fmt: skip
+    result = invoke("bench", "dense", "--precision", "fp32,bf16", "--compile", "no,yes",
+                    "--compile-mode", "reduce-overhead", "-o", str(output), *QUICK)  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(output.read_text())["results"]
-    modes = [(r["compiled"], r["compile_mode"]) for r in rows]
-    assert modes == [(False, None), (True, "reduce-overhead")]
+    modes = [(r["precision"], r["compiled"], r["compile_mode"]) for r in rows]
+    assert modes == [(precision, *mode) for precision in ("fp32", "bf16")
+                     for mode in ((False, None), (True, "reduce-overhead"))]  # fmt: skip
     table = result.stdout.splitlines()
     assert "no [cli]" in table[1] and "reduce-overhead [cli]" in table[2]
+    assert "no [cli]" in table[3] and "reduce-overhead [cli]" in table[4]
 
 
 def test_threads_setting_is_applied(tmp_path):

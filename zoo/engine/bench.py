@@ -251,9 +251,7 @@ def format_profile(result: BenchResult) -> str:
     lines = [
         f"where {result.plugin}'s step goes ({result.precision}, batch {result.batch_size}, "
         f"{'channels-last' if result.channels_last else 'contiguous'}"
-        f"{', compiled' if result.compiled else ''}"
-        f"{f' ({result.compile_mode})' if _compile_text(result) not in ('no', 'yes') else ''}"
-        "): self time per step",
+        f"{_compiled_note(result)}): self time per step",
         f"  {'SHARE':>6}  {'MS/STEP':>8}  {'CALLS':>6}  OP",
     ]
     for op in result.top_ops:
@@ -266,7 +264,13 @@ def _compile_text(result: BenchResult) -> str:
     """no, yes (torch.compile's default mode) or the mode: reduce-overhead..."""
     if not result.compiled:
         return "no"
-    return "yes" if result.compile_mode in (None, "default") else result.compile_mode
+    return "yes" if result.compile_mode == "default" else result.compile_mode
+
+
+def _compiled_note(result: BenchResult) -> str:
+    """``, compiled`` or ``, compiled (reduce-overhead)`` for the profile's title."""
+    text = _compile_text(result)
+    return {"no": "", "yes": ", compiled"}.get(text, f", compiled ({text})")
 
 
 def _marked(result: BenchResult, setting: str, text: str) -> str:

@@ -110,8 +110,9 @@ def setup_modules(
 
 def step_marker(device: torch.device, settings: Any) -> Callable[[], None] | None:
     """What to call before each training step where compiled networks replay CUDA graphs:
-    it tells torch the last step's graph outputs are no longer read, so the next replay
-    may overwrite them (else each step records new graphs). None elsewhere."""
+    it starts a new graph iteration there. Without it, torch starts one at any compiled
+    call made while no backward is pending (G's loss calls D after D's backward), and
+    frees the activations G's backward still needs. None elsewhere."""
     if device.type == "cuda" and settings.compile and settings.compile_mode in CUDA_GRAPH_MODES:
         return torch.compiler.cudagraph_mark_step_begin
     return None
@@ -475,8 +476,7 @@ class Trainer:
         self.context.global_step = position.step
         if self.settings.channels_last:
             batch = channels_last_batch(batch)
-        if self._mark_step is not None:
-            self._mark_step()
+        self._begin_graph_iteration()
         try:  # no context manager per step: this is the hot path
             with autocast(self.device, self.precision):
                 losses = plugin.train_step(batch)
@@ -490,9 +490,9 @@ class Trainer:
         if position.step % LOG_EVERY == 0 or position.step == plugin.plan.total_steps:
             self._log(windows)
 
-    def _begin_other_work(self) -> None:
-        """Sampling and evaluation after the steps: a new CUDA-graph iteration, so their
-        graphs do not hang off the last training step's."""
+    def _begin_graph_iteration(self) -> None:
+        """Under CUDA graphs: before each step, and before the sampling and evaluation
+        after the steps, so their graphs do not hang off the last training step's."""
         if self._mark_step is not None:
             self._mark_step()
 
@@ -523,7 +523,7 @@ class Trainer:
             if windows.epoch.skipped:
                 self._say(f"zoo: warning: epoch {epoch} skipped {windows.epoch.skipped} "
                           "update(s) with a non-finite loss or gradient")  # fmt: skip
-        self._begin_other_work()
+        self._begin_graph_iteration()
         self.modules.eval()
         extra = {}
         if self.world.is_main:  # the other ranks take its state just below
@@ -579,7 +579,7 @@ class Trainer:
         plugin, run, world = self.plugin, self.run, self.world
         if world.active:
             self._check_replicas(self.modules)
-        self._begin_other_work()
+        self._begin_graph_iteration()
         if world.is_main:
             with torch.no_grad(), self._plugin_code("end_of_training"):
                 plugin.end_of_training(self._context(int(record.get("epoch", 0))))

@@ -259,7 +259,7 @@ class GenerativeEvidence:
             with torch.no_grad():
                 images = self.plugin.generate(latent, batch_labels)
             judged = self._to_judge_range(images.float())
-            del images  # freed first: under CUDA graphs the next batch replays, not records
+            del images  # our reference gone: under CUDA graphs the next batch can replay
             yield judged
 
     @functools.cached_property
